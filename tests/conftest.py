@@ -1,0 +1,68 @@
+"""Shared fixtures: a real sandbox over loopback HTTP, real DuckDB files, real PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from leadrat_source.sandbox import Sandbox, SandboxConfig
+
+POSTGRES_URL_ENV = "LEADRAT_TEST_POSTGRES_URL"
+DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Iterator[Sandbox]:
+    """One read-mostly sandbox for tests that do not change data or inject faults."""
+    with Sandbox(SandboxConfig(leads=1_000, seed=7, plan="pro", rate_limit=0)) as server:
+        yield server
+
+
+@pytest.fixture
+def make_sandbox() -> Iterator[Callable[..., Sandbox]]:
+    """Start a sandbox of one's own (any SandboxConfig field as keyword); stopped after the test."""
+    with ExitStack() as stack:
+
+        def start(**config: Any) -> Sandbox:
+            config.setdefault("leads", 300)
+            config.setdefault("seed", 11)
+            return stack.enter_context(Sandbox(SandboxConfig(**config)))
+
+        yield start
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """URL of the test PostgreSQL; unreachable means skip locally and fail under CI=true."""
+    url = os.environ.get(POSTGRES_URL_ENV, DEFAULT_POSTGRES_URL)
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            connection.execute(sa.text("select 1"))
+    except sa.exc.OperationalError as error:
+        message = f"PostgreSQL at {POSTGRES_URL_ENV} is unreachable: {error.orig}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    finally:
+        engine.dispose()
+    return url
+
+
+@pytest.fixture
+def postgres_schema(postgres_url: str) -> Iterator[str]:
+    """A unique schema name for one test, dropped (with everything dlt put in it) afterwards."""
+    name = f"leadrat_test_{uuid.uuid4().hex[:10]}"
+    yield name
+    engine = sa.create_engine(postgres_url)
+    with engine.begin() as connection:
+        # dlt creates the dataset schema plus a staging schema beside it.
+        for schema in (name, f"{name}_staging"):
+            connection.execute(sa.text(f'drop schema if exists "{schema}" cascade'))
+    engine.dispose()
