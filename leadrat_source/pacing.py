@@ -1,0 +1,168 @@
+"""Proactive rate-limit pacing from the `X-RateLimit-*` headers.
+
+A `RateLimitPacer` is shared by every request of a run, across threads. Before a request
+it hands out a slot; after the response it learns the server's view of the budget. It
+spreads the remaining budget evenly over the time left in the window, counting requests
+still in flight as already spent, and when nothing is left it waits for the reset. A run
+at the plan's limit thus uses the whole budget yet (almost) never sees a 429, which
+reactive backoff alone cannot do.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from leadrat_source.contract import (
+    RATE_LIMIT_LIMIT_HEADER,
+    RATE_LIMIT_REMAINING_HEADER,
+    RATE_LIMIT_RESET_HEADER,
+)
+from leadrat_source.errors import QuotaExhausted
+
+
+@dataclass(frozen=True)
+class RateLimitStatus:
+    """The budget as last reported by the API: `limit`, `remaining`, `reset` (UTC)."""
+
+    limit: int
+    remaining: int
+    reset: datetime
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str]) -> RateLimitStatus | None:
+        """Parse the three headers; None when any is missing or garbled (gateway errors)."""
+        try:
+            limit = int(headers[RATE_LIMIT_LIMIT_HEADER])
+            remaining = int(headers[RATE_LIMIT_REMAINING_HEADER])
+            reset = float(headers[RATE_LIMIT_RESET_HEADER])
+        except (KeyError, TypeError, ValueError):
+            return None
+        return cls(limit, max(remaining, 0), datetime.fromtimestamp(reset, UTC))
+
+
+@dataclass(frozen=True)
+class PacerStats:
+    """How much the pacer held requests back: number of waits and their total seconds."""
+
+    waits: int
+    wait_seconds: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {"waits": self.waits, "wait_seconds": round(self.wait_seconds, 3)}
+
+
+class RateLimitPacer:
+    """Thread-safe request pacer shared by all requests of a run (one API key).
+
+    Use `acquire()` before sending and `release(headers)` once the response (or failure)
+    is in. `burst_fraction` of the window's limit may go out back to back, so short runs
+    are not slowed down; beyond that requests are spaced evenly. `margin_seconds` is
+    added to the reset time, whose header has only whole-second precision.
+    """
+
+    def __init__(
+        self,
+        *,
+        burst_fraction: float = 0.1,
+        margin_seconds: float = 0.05,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._burst_fraction = burst_fraction
+        self._margin = margin_seconds
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._status: RateLimitStatus | None = None
+        self._remaining: int | None = None
+        self._reset: float | None = None  # unix seconds; None once passed and not yet re-learnt
+        self._in_flight = 0
+        self._tat = 0.0  # theoretical arrival time of the next evenly spaced request
+        self._waits = 0
+        self._wait_seconds = 0.0
+
+    @property
+    def status(self) -> RateLimitStatus | None:
+        """The last budget the API reported, or None before the first response."""
+        with self._cond:
+            return self._status
+
+    @property
+    def stats(self) -> PacerStats:
+        with self._cond:
+            return PacerStats(self._waits, self._wait_seconds)
+
+    def acquire(self, max_wait_seconds: float | None = None) -> None:
+        """Block until a request may be sent, then count it as in flight.
+
+        Raises `QuotaExhausted` without waiting when the budget is spent and resets more
+        than `max_wait_seconds` from now (the daily cap).
+        """
+        waited = 0.0
+        with self._cond:
+            while True:
+                delay = self._delay()
+                if delay <= 0:
+                    break
+                if max_wait_seconds is not None and delay > max_wait_seconds:
+                    resets_at = datetime.fromtimestamp(self._reset or self._clock(), UTC)
+                    raise QuotaExhausted.until(resets_at, status=None)
+                started = time.monotonic()
+                # Woken early by release() when a response brings news about the budget.
+                self._cond.wait(timeout=delay)
+                waited += time.monotonic() - started
+            self._in_flight += 1
+            if waited > 0:
+                self._waits += 1
+                self._wait_seconds += waited
+
+    def release(self, headers: Mapping[str, str] | None) -> None:
+        """Mark one request done and learn the budget from its response headers, if any."""
+        status = RateLimitStatus.from_headers(headers) if headers is not None else None
+        with self._cond:
+            self._in_flight = max(self._in_flight - 1, 0)
+            if status is not None:
+                self._learn(status)
+            self._cond.notify_all()
+
+    def _learn(self, status: RateLimitStatus) -> None:
+        reset = status.reset.timestamp()
+        # Responses arrive out of order: within one window the lowest remaining is newest.
+        if self._reset is not None and abs(reset - self._reset) < 1.0 and self._remaining is not None:
+            self._remaining = min(self._remaining, status.remaining)
+            self._reset = max(self._reset, reset)
+        elif self._reset is None or reset > self._reset:
+            self._remaining = status.remaining
+            self._reset = reset
+        else:
+            return  # a straggler from an older window
+        self._status = status
+
+    def _delay(self) -> float:
+        """Seconds to wait before the next request may go (0: go now). Call under the lock."""
+        if self._remaining is None:
+            return 0.0  # nothing learnt yet: the first responses will tell
+        now = self._clock()
+        if self._reset is not None and now >= self._reset + self._margin:
+            # The window has reset; assume a full budget until a response says otherwise.
+            self._remaining = self._status.limit if self._status else None
+            self._reset = None
+            self._tat = 0.0
+        if self._remaining is None:
+            return 0.0
+        available = self._remaining - self._in_flight
+        if self._reset is None:
+            return 0.0 if available > 0 else 0.05  # re-learning the window from responses
+        if available <= 0:
+            return self._reset + self._margin - now
+        interval = (self._reset + self._margin - now) / available
+        limit = self._status.limit if self._status else available
+        burst = max(self._burst_fraction * limit, 1.0) * interval
+        tat = max(self._tat, now)
+        if tat - now >= burst:
+            return tat - now - burst + 1e-3
+        self._tat = tat + interval
+        return 0.0
+

@@ -1,0 +1,91 @@
+"""Thread-safe request counters of a client, for the run summary and for tests."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class RequestStatsSnapshot:
+    """A consistent copy of the counters at one instant."""
+
+    requests: int
+    retries: int
+    rate_limited: int
+    transport_errors: int
+    by_status: dict[int, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "retries": self.retries,
+            "rate_limited": self.rate_limited,
+            "transport_errors": self.transport_errors,
+            "by_status": dict(self.by_status),
+        }
+
+
+class RequestStats:
+    """Counts HTTP attempts (`requests`), `retries`, 429s received (`rate_limited`),
+    attempts without a usable response (`transport_errors`) and attempts `by_status`."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._requests = 0
+        self._retries = 0
+        self._rate_limited = 0
+        self._transport_errors = 0
+        self._by_status: Counter[int] = Counter()
+
+    def record_response(self, status: int) -> None:
+        with self._lock:
+            self._requests += 1
+            self._by_status[status] += 1
+            if status == 429:
+                self._rate_limited += 1
+
+    def record_transport_error(self) -> None:
+        """An attempt that got no usable response (timeout, dropped or garbled)."""
+        with self._lock:
+            self._requests += 1
+            self._transport_errors += 1
+
+    def record_retry(self) -> None:
+        with self._lock:
+            self._retries += 1
+
+    @property
+    def requests(self) -> int:
+        with self._lock:
+            return self._requests
+
+    @property
+    def retries(self) -> int:
+        with self._lock:
+            return self._retries
+
+    @property
+    def rate_limited(self) -> int:
+        with self._lock:
+            return self._rate_limited
+
+    @property
+    def by_status(self) -> dict[int, int]:
+        with self._lock:
+            return dict(self._by_status)
+
+    def snapshot(self) -> RequestStatsSnapshot:
+        with self._lock:
+            return RequestStatsSnapshot(
+                self._requests,
+                self._retries,
+                self._rate_limited,
+                self._transport_errors,
+                dict(self._by_status),
+            )
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.snapshot().as_dict()
