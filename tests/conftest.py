@@ -66,3 +66,21 @@ def postgres_schema(postgres_url: str) -> Iterator[str]:
         for schema in (name, f"{name}_staging"):
             connection.execute(sa.text(f'drop schema if exists "{schema}" cascade'))
     engine.dispose()
+
+
+@pytest.fixture
+def make_client() -> Iterator[Callable[..., Any]]:
+    """A LeadRatClient for a sandbox (read_write key unless given), with fast retries."""
+    from leadrat_source.client import LeadRatClient
+
+    with ExitStack() as stack:
+
+        def start(server: Sandbox, **options: Any) -> LeadRatClient:
+            if "api_key" not in options and "bearer_token" not in options:
+                options["api_key"] = server.read_write_key
+            options.setdefault("backoff_base", 0.01)
+            options.setdefault("backoff_cap", 0.05)
+            options.setdefault("timeout", 10.0)
+            return stack.enter_context(LeadRatClient(server.base_url, **options))
+
+        yield start
