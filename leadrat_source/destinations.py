@@ -1,0 +1,104 @@
+"""Named destination profiles from `destinations.toml`, turned into dlt destinations.
+
+The file holds only non-secret settings; credentials resolve through dlt's config by
+profile name (`DESTINATION__<NAME>__CREDENTIALS`, `.dlt/secrets.toml`).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import dlt
+from dlt.common.destination import Destination
+
+from leadrat_source.errors import ConfigurationError
+
+PROFILES_FILE = "destinations.toml"
+PROFILES_FILE_ENV = "LEADRAT_DESTINATIONS_FILE"
+DEFAULT_PROFILE = "duckdb"
+#: The embedded default's file, in the working directory, unless configured otherwise.
+DEFAULT_DUCKDB_FILE = "leadrat.duckdb"
+
+
+@dataclass(frozen=True)
+class DestinationProfile:
+    name: str
+    destination_type: str
+    loader_file_format: str | None = None
+    dataset_name: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def destination(self) -> Destination[Any, Any]:
+        """The dlt destination of this profile; credentials come from dlt's config."""
+        settings = dict(self.settings)
+        if self.destination_type == "duckdb" and "credentials" not in settings:
+            configured = dlt.secrets.get(f"destination.{self.name}.credentials")
+            settings["credentials"] = configured or DEFAULT_DUCKDB_FILE
+        return dlt.destination(self.name, destination_type=self.destination_type, **settings)
+
+
+def profiles_file() -> Path | None:
+    """Where profiles are read from: $LEADRAT_DESTINATIONS_FILE, the working directory,
+    $DLT_PROJECT_DIR, then the project checkout this package is installed from."""
+    if explicit := os.environ.get(PROFILES_FILE_ENV):
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigurationError(
+                f"{PROFILES_FILE_ENV} points to {path}, which is not a file; fix or unset it."
+            )
+        return path
+    candidates = [Path.cwd() / PROFILES_FILE]
+    if project_dir := os.environ.get("DLT_PROJECT_DIR"):
+        candidates.append(Path(project_dir) / PROFILES_FILE)
+    candidates.append(Path(__file__).resolve().parents[1] / PROFILES_FILE)
+    return next((path for path in candidates if path.is_file()), None)
+
+
+def load_profiles(path: Path | None = None) -> dict[str, DestinationProfile]:
+    """All profiles; only the embedded DuckDB one when there is no profiles file."""
+    path = path or profiles_file()
+    if path is None:
+        return {DEFAULT_PROFILE: DestinationProfile(DEFAULT_PROFILE, "duckdb", "parquet")}
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigurationError(f"{path} is not valid TOML: {error}") from None
+    profiles = {}
+    for name, table in raw.items():
+        if not isinstance(table, dict) or "destination_type" not in table:
+            raise ConfigurationError(
+                f"profile [{name}] in {path} needs destination_type = \"duckdb\" | \"postgres\" "
+                "| \"bigquery\" | \"snowflake\" | another dlt destination"
+            )
+        settings = dict(table)
+        for key in ("credentials", "password"):
+            # a DuckDB "credential" is just a file path; anything else is a secret
+            if settings.get(key) and settings["destination_type"] != "duckdb":
+                raise ConfigurationError(
+                    f"profile [{name}] in {path} holds '{key}': secrets do not belong in "
+                    f"{PROFILES_FILE}; set DESTINATION__{name.upper()}__CREDENTIALS instead"
+                )
+        profiles[name] = DestinationProfile(
+            name=name,
+            destination_type=settings.pop("destination_type"),
+            loader_file_format=settings.pop("loader_file_format", None),
+            dataset_name=settings.pop("dataset_name", None),
+            settings=settings,
+        )
+    return profiles
+
+
+def get_profile(name: str | None) -> DestinationProfile:
+    """The profile `name` (default: duckdb), or a clear error listing the ones there are."""
+    profiles = load_profiles()
+    name = name or DEFAULT_PROFILE
+    if name not in profiles:
+        raise ConfigurationError(
+            f"unknown destination profile {name!r}; known profiles: {', '.join(sorted(profiles))} "
+            f"(add one to {PROFILES_FILE})"
+        )
+    return profiles[name]

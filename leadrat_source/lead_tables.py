@@ -1,0 +1,202 @@
+"""Turn pages of lead objects into Arrow tables for the `leads` and `lead_tags` tables.
+
+Yielding Arrow tables lets dlt skip row-by-row normalization (the slow part of a generic
+REST source). The price is that flattening and typing happen here:
+
+- contract scalars get fixed types (timestamps are real UTC timestamps);
+- `custom_fields.<key>` becomes the column `custom_fields__<key>`, and a top-level field
+  the contract does not know becomes a column of its own, so nothing is dropped;
+- a column's type is fixed by the first value seen (or by the pipeline schema when the
+  column already exists); a later value that does not fit goes, as JSON text, to a
+  variant column `<column>__v_text`, the way dlt itself stores variants;
+- objects and lists (other than `tags`) are stored as JSON text.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+#: Fixed Arrow types of the contract's scalar lead fields.
+LEAD_FIELD_TYPES: dict[str, pa.DataType] = {
+    "id": pa.string(),
+    "name": pa.string(),
+    "email": pa.string(),
+    "phone": pa.string(),
+    "company": pa.string(),
+    "status": pa.string(),
+    "source": pa.string(),
+    "score": pa.float64(),
+    "pipeline_id": pa.string(),
+    "stage_id": pa.string(),
+    "created_at": TIMESTAMP,
+    "updated_at": TIMESTAMP,
+    "deleted_at": TIMESTAMP,
+}
+CUSTOM_FIELDS_PREFIX = "custom_fields__"
+VARIANT_SUFFIX = "__v_text"
+#: Marks the one `lead_tags` row sent for a lead without tags; dlt's hard-delete hint
+#: makes the merge delete that lead's old tags and insert nothing for it.
+NO_TAGS_MARKER = "_no_tags"
+
+#: dlt data types of the columns this module may create, to seed the type registry from
+#: an existing pipeline schema.
+_DLT_TO_ARROW: dict[str, pa.DataType] = {
+    "text": pa.string(),
+    "bigint": pa.int64(),
+    "double": pa.float64(),
+    "decimal": pa.float64(),
+    "bool": pa.bool_(),
+    "timestamp": TIMESTAMP,
+    "json": pa.string(),
+}
+
+LEAD_TAGS_SCHEMA = pa.schema(
+    [
+        pa.field("lead_id", pa.string(), nullable=False),
+        pa.field("tag", pa.string(), nullable=False),
+        pa.field(NO_TAGS_MARKER, pa.bool_(), nullable=False),
+    ]
+)
+
+
+def _arrow_type_of(value: Any) -> pa.DataType:
+    """The column type a first non-null value establishes."""
+    if isinstance(value, bool):
+        return pa.bool_()
+    if isinstance(value, int):
+        return pa.int64()
+    if isinstance(value, float):
+        return pa.float64()
+    return pa.string()
+
+
+def _to_json_text(value: Any) -> str:
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
+
+
+def _fits(value: Any, arrow_type: pa.DataType) -> Any:
+    """Return the value converted for the column, or raise TypeError if it does not fit."""
+    if pa.types.is_boolean(arrow_type):
+        if isinstance(value, bool):
+            return value
+    elif pa.types.is_int64(arrow_type):
+        if isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63:
+            return value
+    elif pa.types.is_float64(arrow_type):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif pa.types.is_string(arrow_type):
+        if isinstance(value, (dict, list)) or isinstance(value, str):
+            return _to_json_text(value)
+    elif pa.types.is_timestamp(arrow_type):
+        if isinstance(value, str):
+            return value
+    raise TypeError(f"{value!r} does not fit {arrow_type}")
+
+
+class LeadTableBuilder:
+    """Builds `leads` and `lead_tags` Arrow tables, keeping column types stable across batches.
+
+    One builder lives for one extraction run; its type registry makes batch N+1 use the
+    types batch N (or the stored schema) established, so dlt never sees a column change type.
+    """
+
+    def __init__(self, known_column_types: Mapping[str, str] | None = None) -> None:
+        self._column_types: dict[str, pa.DataType] = dict(LEAD_FIELD_TYPES)
+        for name, dlt_type in (known_column_types or {}).items():
+            if name not in self._column_types and dlt_type in _DLT_TO_ARROW:
+                self._column_types[name] = _DLT_TO_ARROW[dlt_type]
+
+    def leads_table(self, leads: Sequence[Mapping[str, Any]]) -> pa.Table:
+        """One row per lead: contract scalars, flattened custom fields, unknown fields."""
+        columns: dict[str, list[Any]] = {name: [None] * len(leads) for name in LEAD_FIELD_TYPES}
+        for row_index, lead in enumerate(leads):
+            for key, value in lead.items():
+                if key == "tags":
+                    continue
+                if key == "custom_fields" and isinstance(value, Mapping):
+                    for field, field_value in value.items():
+                        self._put(columns, CUSTOM_FIELDS_PREFIX + field, row_index, field_value, len(leads))
+                else:
+                    self._put(columns, key, row_index, value, len(leads))
+        arrays = [self._array(name, values) for name, values in columns.items()]
+        return pa.Table.from_arrays(arrays, names=list(columns))
+
+    def _put(
+        self, columns: dict[str, list[Any]], name: str, row: int, value: Any, row_count: int
+    ) -> None:
+        if value is None:
+            return
+        column_type = self._column_types.get(name)
+        if column_type is None:
+            column_type = self._column_types[name] = _arrow_type_of(value)
+        try:
+            converted = _fits(value, column_type)
+        except TypeError:
+            if name in LEAD_FIELD_TYPES and name != "score":
+                raise ValueError(
+                    f"lead field {name!r} has the value {value!r}, which the LeadRat contract "
+                    f"does not allow for it; report this to LeadRat support"
+                ) from None
+            name = name + VARIANT_SUFFIX
+            self._column_types.setdefault(name, pa.string())
+            converted = _to_json_text(value)
+        if name not in columns:
+            columns[name] = [None] * row_count
+        columns[name][row] = converted
+
+    def _array(self, name: str, values: list[Any]) -> pa.Array:
+        column_type = self._column_types[name]
+        if pa.types.is_timestamp(column_type):
+            try:
+                return pa.array(values, pa.string()).cast(column_type)
+            except pa.ArrowInvalid as error:
+                raise ValueError(
+                    f"lead field {name!r} holds a value that is not an ISO 8601 timestamp "
+                    f"({error}); the LeadRat contract requires one"
+                ) from None
+        return pa.array(values, column_type)
+
+
+def lead_tags_table(leads: Iterable[Mapping[str, Any]]) -> pa.Table:
+    """Rows `(lead_id, tag)` for each lead's current tags, plus a no-tags marker row.
+
+    `lead_tags` is merged with `lead_id` as merge key, so every lead in the batch has its
+    old tag rows replaced. A lead whose tags are all gone would otherwise yield no row and
+    keep its stale tags; the marker row (hard-delete hint) makes the merge delete them.
+    """
+    lead_ids: list[str] = []
+    tags: list[str] = []
+    markers: list[bool] = []
+    for lead in leads:
+        lead_tags = sorted(set(lead.get("tags") or ()))
+        for tag in lead_tags:
+            lead_ids.append(lead["id"])
+            tags.append(tag)
+            markers.append(False)
+        if not lead_tags:
+            lead_ids.append(lead["id"])
+            tags.append("")  # part of the primary key, so not NULL; never inserted
+            markers.append(True)
+    return pa.Table.from_arrays(
+        [pa.array(lead_ids, pa.string()), pa.array(tags, pa.string()), pa.array(markers)],
+        schema=LEAD_TAGS_SCHEMA,
+    )
+
+
+def parse_timestamp(value: str | dt.datetime) -> dt.datetime:
+    """Parse a contract timestamp (ISO 8601, `Z` or offset) into an aware UTC datetime."""
+    if isinstance(value, dt.datetime):
+        parsed = value
+    else:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.astimezone(dt.UTC)

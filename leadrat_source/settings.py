@@ -1,0 +1,23 @@
+"""Defaults of the dlt source, in one place so they are easy to find and to document."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Final
+
+#: Largest page the API serves; fewer requests per lead.
+PER_PAGE: Final = 100
+#: Where the first incremental run starts when nothing says otherwise.
+DEFAULT_INITIAL_UPDATED_AT: Final = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+#: Each incremental run re-reads this many seconds before the last `updated_at` it saw, so
+#: an update committed late (or in the same millisecond as the last one seen) is not missed.
+DEFAULT_LOOKBACK_SECONDS: Final = 60.0
+#: Concurrent time slices of one large scan; the shared pacer keeps them within budget.
+DEFAULT_WORKERS: Final = 4
+#: Rows per Arrow table handed to dlt: large enough to amortise per-item overhead in dlt,
+#: small enough to keep memory flat.
+LEADS_PER_BATCH: Final = 5_000
+#: Analytics cover this many days up to and including the snapshot date.
+ANALYTICS_DAYS: Final = 30
+DATASET_NAME: Final = "leadrat"
+PIPELINE_NAME: Final = "leadrat"

@@ -1,0 +1,241 @@
+"""The dlt source: LeadRat leads, tags, pipelines and analytics as warehouse tables.
+
+Tables (dataset `leadrat` by default) and how each is kept equal to LeadRat:
+
+- `leads`: merged on `id`. Incremental on `updated_at` with a lookback (dlt's `lag`);
+  deletions arrive through `include_deleted=true` and either stay as rows with
+  `deleted_at` set (the default) or remove the row (`delete_mode="hard"`). With
+  `history=True` the table is SCD2 (dlt's `scd2` strategy, retiring only leads that were
+  read in the run) so analysts can follow status and stage changes.
+- `lead_tags`: `(lead_id, tag)` merged with `lead_id` as merge key: each lead read
+  replaces its tag rows, a lead without tags leaves none.
+- `pipelines`, `pipeline_stages`: small, read in full and replaced every run.
+- `analytics_summary`, `analytics_sources`, `analytics_funnel`: one snapshot per
+  `snapshot_date`; a re-run of the same day replaces that day's snapshot.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal
+
+import dlt
+from dlt.common.configuration.specs import known_sections
+from dlt.common.typing import TSecretStrValue
+from dlt.extract.items import DataItemWithMeta
+from dlt.sources import DltResource
+
+from leadrat_source import settings
+from leadrat_source.client import LeadRatClient
+from leadrat_source.contract import DEFAULT_BASE_URL
+from leadrat_source.errors import ConfigurationError
+from leadrat_source.lead_scan import LeadScanner, ScanSettings
+from leadrat_source.lead_tables import NO_TAGS_MARKER, LeadTableBuilder, lead_tags_table
+
+DeleteMode = Literal["soft", "hard"]
+RESOURCE_NAMES = ("leads", "pipelines", "analytics")
+
+
+@dlt.config.with_config(sections=(known_sections.SOURCES, "leadrat"))
+def make_client(
+    base_url: str = DEFAULT_BASE_URL,
+    api_key: TSecretStrValue | None = dlt.secrets.value,
+    bearer_token: TSecretStrValue | None = dlt.secrets.value,
+    timeout: float = 30.0,
+) -> LeadRatClient:
+    """A client configured the dlt way (`[sources.leadrat]`, `SOURCES__LEADRAT__API_KEY`, ...)."""
+    if not api_key and not bearer_token:
+        raise ConfigurationError(
+            "No LeadRat credentials: set sources.leadrat.api_key in .dlt/secrets.toml or the "
+            "environment variable SOURCES__LEADRAT__API_KEY (or sources.leadrat.bearer_token / "
+            "SOURCES__LEADRAT__BEARER_TOKEN for an OAuth token)."
+        )
+    return LeadRatClient(
+        base_url=base_url, api_key=api_key or None, bearer_token=bearer_token or None,
+        timeout=timeout,
+    )
+
+
+def _utc(value: dt.datetime | str | None) -> dt.datetime | None:
+    if value is None or isinstance(value, dt.datetime):
+        return value if value is None or value.tzinfo else value.replace(tzinfo=dt.UTC)
+    parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+@dlt.source(name="leadrat", section="leadrat", max_table_nesting=0)
+def leadrat_source(
+    lookback_seconds: float = settings.DEFAULT_LOOKBACK_SECONDS,
+    initial_updated_at: dt.datetime | str = settings.DEFAULT_INITIAL_UPDATED_AT,
+    since: dt.datetime | str | None = None,
+    until: dt.datetime | str | None = None,
+    delete_mode: str = "soft",
+    history: bool = False,
+    workers: int = settings.DEFAULT_WORKERS,
+    snapshot_date: dt.date | str | None = None,
+    client: LeadRatClient | None = None,
+) -> Sequence[DltResource]:
+    """LeadRat as dlt resources `leads` (with `lead_tags`), `pipelines` and `analytics`.
+
+    `since`/`until` load a fixed `updated_at` window (a backfill) without touching the
+    incremental state; otherwise each run continues where the last one ended, `lookback`
+    seconds earlier. `client` lets a caller share its client (and read its request
+    counters); by default one is built from the `sources.leadrat` configuration.
+    """
+    if delete_mode not in ("soft", "hard"):
+        raise ConfigurationError(
+            f"delete_mode must be 'soft' or 'hard', not {delete_mode!r} "
+            "(sources.leadrat.delete_mode)"
+        )
+    api = client or make_client()
+    start = _utc(since) or _utc(initial_updated_at)
+    updated_at = dlt.sources.incremental[dt.datetime](
+        "updated_at",
+        initial_value=start,
+        end_value=_utc(until),
+        lag=lookback_seconds,
+        range_end="open",
+        # duplicates at the boundary are harmless (rows are merged on their keys), and the
+        # `lead_tags` rows travelling with the leads have no `id` to deduplicate on
+        primary_key=(),
+        allow_external_schedulers=True,
+    )
+    return (
+        leads_resource(api, delete_mode, history, workers)(updated_at),  # type: ignore[arg-type]
+        pipelines_resource(api),
+        analytics_resource(api, _snapshot_date(snapshot_date)),
+    )
+
+
+def leads_resource(
+    client: LeadRatClient, delete_mode: DeleteMode | str, history: bool, workers: int
+) -> DltResource:
+    """`leads` plus the `lead_tags` rows of the same leads, read in one pass."""
+    if history:
+        disposition: dict[str, Any] = {"disposition": "merge", "strategy": "scd2"}
+        keys: dict[str, Any] = {"merge_key": "id"}
+    else:
+        disposition = {"disposition": "merge", "strategy": "delete-insert"}
+        keys = {"primary_key": "id"}
+    columns: dict[str, Any] = {"updated_at": {"dedup_sort": "desc"}}
+    if delete_mode == "hard":
+        columns["deleted_at"] = {"hard_delete": True}
+
+    @dlt.resource(name="leads", write_disposition=disposition, columns=columns, **keys)
+    def leads(
+        updated_at: dlt.sources.incremental[dt.datetime] = dlt.sources.incremental("updated_at"),
+    ) -> Iterator[Any]:
+        now = dt.datetime.now(dt.UTC)
+        window_start = updated_at.start_value
+        window_end = min(updated_at.end_value or now, now)
+        if window_start is None or window_start >= window_end:
+            return
+        known = dlt.current.source_schema().get_table_columns("leads", include_incomplete=False)
+        builder = LeadTableBuilder({name: col.get("data_type") for name, col in known.items()})
+        scanner = LeadScanner(client.leads, ScanSettings(per_page=settings.PER_PAGE, workers=workers))
+        for batch in _batches(scanner.scan(window_start, window_end), settings.LEADS_PER_BATCH):
+            yield builder.leads_table(batch)
+            if delete_mode == "hard":
+                batch = [{**lead, "tags": []} if lead.get("deleted_at") else lead for lead in batch]
+            yield _lead_tags_item(batch)
+
+    return leads
+
+
+def _lead_tags_item(leads: list[dict[str, Any]]) -> DataItemWithMeta:
+    table = lead_tags_table(leads)
+    return dlt.mark.with_hints(
+        table,
+        dlt.mark.make_hints(
+            table_name="lead_tags",
+            write_disposition={"disposition": "merge", "strategy": "delete-insert"},
+            merge_key="lead_id",
+            primary_key=["lead_id", "tag"],
+            columns={NO_TAGS_MARKER: {"hard_delete": True}},
+        ),
+    )
+
+
+def _batches(pages: Iterator[list[dict[str, Any]]], size: int) -> Iterator[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
+    for page in pages:
+        batch.extend(page)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def pipelines_resource(client: LeadRatClient) -> DltResource:
+    """`pipelines` and `pipeline_stages`, replaced in full: there are few, and replacing is
+    the only way to notice a pipeline or stage that was removed."""
+
+    @dlt.resource(name="pipelines", write_disposition="replace", primary_key="id")
+    def pipelines() -> Iterator[Any]:
+        stages: list[dict[str, Any]] = []
+        rows: list[dict[str, Any]] = []
+        for pipeline in client.pipelines.iter(per_page=settings.PER_PAGE):
+            rows.append({k: v for k, v in pipeline.items() if k != "stages"})
+            stages.extend(
+                {"pipeline_id": pipeline["id"], **stage} for stage in pipeline.get("stages") or ()
+            )
+        yield rows
+        yield dlt.mark.with_hints(
+            stages,
+            dlt.mark.make_hints(
+                table_name="pipeline_stages",
+                write_disposition="replace",
+                primary_key=["pipeline_id", "id"],
+            ),
+        )
+
+    return pipelines
+
+
+def _snapshot_date(value: dt.date | str | None) -> dt.date:
+    """The run's snapshot date: given, else the scheduler's interval, else today (UTC)."""
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str):
+        return dt.date.fromisoformat(value)
+    try:
+        from airflow.sdk import get_current_context  # type: ignore[import-not-found]
+
+        interval_start = get_current_context()["data_interval_start"]
+        return dt.date(interval_start.year, interval_start.month, interval_start.day)
+    except Exception:  # not running inside an Airflow task
+        return dt.datetime.now(dt.UTC).date()
+
+
+def analytics_resource(client: LeadRatClient, snapshot_date: dt.date) -> DltResource:
+    """The three analytics reports as of `snapshot_date`, one snapshot per day."""
+    date_from = snapshot_date - dt.timedelta(days=settings.ANALYTICS_DAYS - 1)
+    day_snapshot = {"disposition": "merge", "strategy": "delete-insert"}
+
+    @dlt.resource(
+        name="analytics_summary", write_disposition=day_snapshot, primary_key="snapshot_date"
+    )
+    def analytics() -> Iterator[Any]:
+        summary = client.analytics.summary(date_from=date_from, date_to=snapshot_date)
+        yield {"snapshot_date": snapshot_date, **summary}
+        for table, rows, key in (
+            ("analytics_sources", client.analytics.sources(date_from, snapshot_date), ["source"]),
+            (
+                "analytics_funnel",
+                client.analytics.funnel(date_from, snapshot_date),
+                ["pipeline_id", "stage_id"],
+            ),
+        ):
+            yield dlt.mark.with_hints(
+                [{"snapshot_date": snapshot_date, **row} for row in rows],
+                dlt.mark.make_hints(
+                    table_name=table,
+                    write_disposition=day_snapshot,
+                    merge_key="snapshot_date",
+                    primary_key=["snapshot_date", *key],
+                ),
+            )
+
+    return analytics
