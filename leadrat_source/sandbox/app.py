@@ -1,0 +1,121 @@
+"""One request's way through the sandbox: admin or API; faults, auth, rate limit, endpoint.
+
+Order for API routes: latency, then faults that happen before the API is reached
+(scripted `fail_next`, gateway errors, dropped connections), then credentials (401),
+then the budget (429), then faults of the API itself (500, spurious 429), then the
+endpoint; a truncated body is decided last, on the finished response.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from leadrat_source.contract import RETRY_AFTER_HEADER
+from leadrat_source.sandbox.auth import READ, Keys
+from leadrat_source.sandbox.errors import ApiError
+from leadrat_source.sandbox.faults import GATEWAY_STATUSES, Faults
+from leadrat_source.sandbox.messages import Delivery, Request, Response, json_response
+from leadrat_source.sandbox.ratelimit import RateLimiter
+from leadrat_source.sandbox.routes import Api, Match
+from leadrat_source.sandbox.stats import Stats
+
+ANONYMOUS = "anonymous"
+CODE_OF_STATUS = {400: "invalid_request", 401: "unauthorized", 403: "forbidden",
+                  404: "not_found", 409: "conflict", 422: "validation_error",
+                  429: "rate_limit_exceeded"}
+GATEWAY_BODY = ("<html><head><title>{status}</title></head><body><center><h1>{status} "
+                "Gateway Error</h1></center><hr><center>leadrat-edge</center></body></html>")
+
+
+def error_response(error: ApiError, headers: dict[str, str]) -> Response:
+    return json_response(error.status, error.envelope(), headers)
+
+
+def gateway_response(status: int) -> Response:
+    """What the gateway in front of the API sends: HTML, no rate-limit headers."""
+    return Response(status, GATEWAY_BODY.format(status=status).encode(),
+                    content_type="text/html; charset=utf-8")
+
+
+class Application:
+    def __init__(self, api: Api, keys: Keys, limiter: RateLimiter, faults: Faults,
+                 stats: Stats, admin: Callable[[Request], Response]):
+        self.api = api
+        self.keys = keys
+        self.limiter = limiter
+        self.faults = faults
+        self.stats = stats
+        self.admin = admin
+
+    def handle(self, request: Request) -> Response:
+        if request.path.startswith("/_sandbox/") or request.path == "/openapi.json":
+            return self.admin(request)
+        matched = self.api.match(request.method, request.path)
+        self.stats.request(matched[0].template if matched else f"{request.method} <unmatched>")
+        response = self._serve(request, matched)
+        if response.delivery is not Delivery.DROP:
+            self.stats.response(response.status, rate_limited=response.status == 429)
+        return response
+
+    def _serve(self, request: Request, matched: Match | None) -> Response:
+        faults = self.faults
+        if faults.latency_ms > 0:
+            time.sleep(faults.latency_ms / 1000)
+        scripted = faults.take_fail_next(request.path)
+        if scripted in GATEWAY_STATUSES or (scripted is None and faults.roll("gateway_error_rate")):
+            self.stats.fault()
+            return gateway_response(scripted or faults.gateway_status())
+        if faults.roll("drop_rate"):
+            self.stats.fault()
+            return Response(0, delivery=Delivery.DROP)
+        identity = self.keys.identify(request.headers)
+        if scripted is not None:
+            self.stats.fault()
+            bucket = identity[1] if identity else ANONYMOUS
+            return self._scripted(scripted, self.limiter.peek(bucket).headers)
+        if identity is None:
+            headers = self.limiter.peek(ANONYMOUS).headers
+            return error_response(ApiError("unauthorized", "Invalid or missing API key."), headers)
+        role, bucket = identity
+        verdict = self.limiter.consume(bucket)
+        if not verdict.allowed:
+            message = ("The daily request cap is spent." if verdict.daily_cap_spent
+                       else "Too many requests in this window.")
+            return error_response(ApiError("rate_limit_exceeded", message), verdict.headers)
+        headers = verdict.headers
+        if faults.roll("error_rate"):
+            self.stats.fault()
+            return self._scripted(500, headers)
+        if faults.roll("spurious_429_rate"):
+            self.stats.fault()
+            return self._scripted(429, headers)
+        response = self._endpoint(request, matched, role, headers)
+        if faults.roll("truncate_rate") and response.body:
+            self.stats.fault()
+            response.delivery = Delivery.TRUNCATE
+        return response
+
+    def _endpoint(self, request: Request, matched: Match | None,
+                  role: str, headers: dict[str, str]) -> Response:
+        try:
+            if matched is None:
+                raise ApiError("not_found", f"No route {request.method} {request.path}.")
+            route, params = matched
+            if role == READ and request.method != "GET":
+                raise ApiError("forbidden", "This key is read-only.")
+            response: Response = route.handler(request, *params)
+        except ApiError as error:
+            return error_response(error, headers)
+        response.headers.update(headers)
+        return response
+
+    @staticmethod
+    def _scripted(status: int, headers: dict[str, str]) -> Response:
+        """An injected API error: JSON envelope with the rate-limit headers."""
+        code = CODE_OF_STATUS.get(status, "server_error")
+        headers = dict(headers)
+        if status == 429:
+            headers[RETRY_AFTER_HEADER] = "1"
+        error = ApiError(code, "Injected fault.")
+        return json_response(status, error.envelope(), headers)
