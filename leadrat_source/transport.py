@@ -26,7 +26,6 @@ from leadrat_source.contract import (
     API_KEY_HEADER,
     AUTHORIZATION_HEADER,
     LOOPBACK_HOSTS,
-    RATE_LIMIT_RESET_HEADER,
     RETRY_AFTER_HEADER,
 )
 from leadrat_source.errors import (
@@ -41,7 +40,7 @@ from leadrat_source.errors import (
     advice_for,
     error_class_for,
 )
-from leadrat_source.pacing import RateLimitPacer
+from leadrat_source.pacing import RateLimitPacer, RateLimitStatus
 from leadrat_source.retrying import RetryPolicy
 from leadrat_source.stats import RequestStats
 
@@ -352,21 +351,20 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
 
 
 def _requested_wait(headers: Mapping[str, str]) -> float | None:
-    """A 429's wait: the longer of Retry-After and the time until X-RateLimit-Reset."""
-    retry_after = _retry_after(headers)
-    waits: list[float] = [] if retry_after is None else [retry_after]
-    try:
-        waits.append(float(headers[RATE_LIMIT_RESET_HEADER]) - time.time())
-    except (KeyError, ValueError):
-        pass
+    """A 429's wait: Retry-After, and when the budget is spent, the time until the reset.
+
+    A 429 that still reports budget left (a blip) does not wait for the window's end.
+    """
+    waits = [w for w in (_retry_after(headers),) if w is not None]
+    status = RateLimitStatus.from_headers(headers)
+    if status is not None and status.remaining == 0:
+        waits.append(status.reset.timestamp() - time.time())
     return max(max(waits), 0.0) if waits else None
 
 
 def _resets_at(headers: Mapping[str, str], wait: float) -> datetime:
-    try:
-        return datetime.fromtimestamp(float(headers[RATE_LIMIT_RESET_HEADER]), UTC)
-    except (KeyError, ValueError):
-        return datetime.fromtimestamp(time.time() + wait, UTC)
+    status = RateLimitStatus.from_headers(headers)
+    return status.reset if status else datetime.fromtimestamp(time.time() + wait, UTC)
 
 
 def _describe(error: BaseException | None) -> str:
