@@ -62,6 +62,9 @@ LEAD_TAGS_SCHEMA = pa.schema(
         pa.field("lead_id", pa.string(), nullable=False),
         pa.field("tag", pa.string(), nullable=False),
         pa.field(NO_TAGS_MARKER, pa.bool_(), nullable=False),
+        # the lead's updated_at: when these tags were current; also lets the rows travel
+        # through the leads resource's incremental step with the leads
+        pa.field("updated_at", TIMESTAMP),
     ]
 )
 
@@ -175,18 +178,22 @@ def lead_tags_table(leads: Iterable[Mapping[str, Any]]) -> pa.Table:
     lead_ids: list[str] = []
     tags: list[str] = []
     markers: list[bool] = []
+    updated: list[str] = []
     for lead in leads:
-        lead_tags = sorted(set(lead.get("tags") or ()))
+        # "" stands for "no tags": part of the primary key, so not NULL; never inserted
+        lead_tags = sorted(set(lead.get("tags") or ())) or [""]
         for tag in lead_tags:
             lead_ids.append(lead["id"])
             tags.append(tag)
-            markers.append(False)
-        if not lead_tags:
-            lead_ids.append(lead["id"])
-            tags.append("")  # part of the primary key, so not NULL; never inserted
-            markers.append(True)
+            markers.append(tag == "")
+            updated.append(lead["updated_at"])
     return pa.Table.from_arrays(
-        [pa.array(lead_ids, pa.string()), pa.array(tags, pa.string()), pa.array(markers)],
+        [
+            pa.array(lead_ids, pa.string()),
+            pa.array(tags, pa.string()),
+            pa.array(markers),
+            pa.array(updated, pa.string()).cast(TIMESTAMP),
+        ],
         schema=LEAD_TAGS_SCHEMA,
     )
 

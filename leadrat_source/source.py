@@ -21,6 +21,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
 import dlt
+from dlt.common.configuration.inject import with_config
 from dlt.common.configuration.specs import known_sections
 from dlt.common.typing import TSecretStrValue
 from dlt.extract.items import DataItemWithMeta
@@ -37,7 +38,7 @@ DeleteMode = Literal["soft", "hard"]
 RESOURCE_NAMES = ("leads", "pipelines", "analytics")
 
 
-@dlt.config.with_config(sections=(known_sections.SOURCES, "leadrat"))
+@with_config(sections=(known_sections.SOURCES, "leadrat"))
 def make_client(
     base_url: str = DEFAULT_BASE_URL,
     api_key: TSecretStrValue | None = dlt.secrets.value,
@@ -74,13 +75,16 @@ def leadrat_source(
     history: bool = False,
     workers: int = settings.DEFAULT_WORKERS,
     snapshot_date: dt.date | str | None = None,
+    external_scheduler: bool = False,
     client: LeadRatClient | None = None,
 ) -> Sequence[DltResource]:
     """LeadRat as dlt resources `leads` (with `lead_tags`), `pipelines` and `analytics`.
 
     `since`/`until` load a fixed `updated_at` window (a backfill) without touching the
     incremental state; otherwise each run continues where the last one ended, `lookback`
-    seconds earlier. `client` lets a caller share its client (and read its request
+    seconds earlier. With `external_scheduler` (the Airflow DAG sets it) the scheduler's
+    data interval is the window, so a backfill or re-run of an interval loads that
+    interval. `client` lets a caller share its client (and read its request
     counters); by default one is built from the `sources.leadrat` configuration.
     """
     if delete_mode not in ("soft", "hard"):
@@ -99,7 +103,7 @@ def leadrat_source(
         # duplicates at the boundary are harmless (rows are merged on their keys), and the
         # `lead_tags` rows travelling with the leads have no `id` to deduplicate on
         primary_key=(),
-        allow_external_schedulers=True,
+        allow_external_schedulers=external_scheduler,
     )
     return (
         leads_resource(api, delete_mode, history, workers)(updated_at),  # type: ignore[arg-type]
@@ -131,8 +135,10 @@ def leads_resource(
         window_end = min(updated_at.end_value or now, now)
         if window_start is None or window_start >= window_end:
             return
-        known = dlt.current.source_schema().get_table_columns("leads", include_incomplete=False)
-        builder = LeadTableBuilder({name: col.get("data_type") for name, col in known.items()})
+        known = dlt.current.source_schema().tables.get("leads", {}).get("columns", {})
+        builder = LeadTableBuilder(
+            {name: col["data_type"] for name, col in known.items() if "data_type" in col}
+        )
         scanner = LeadScanner(client.leads, ScanSettings(per_page=settings.PER_PAGE, workers=workers))
         for batch in _batches(scanner.scan(window_start, window_end), settings.LEADS_PER_BATCH):
             yield builder.leads_table(batch)

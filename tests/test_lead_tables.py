@@ -81,6 +81,8 @@ def test_lead_tags_rows_and_the_marker_for_a_lead_without_tags() -> None:
     rows = lead_tags_table(
         [lead("lead_1", tags=["vip", "hot", "vip"]), lead("lead_2", tags=[])]
     ).to_pylist()
+    for row in rows:
+        assert row.pop("updated_at") == dt.datetime(2026, 4, 17, 8, 30, 0, 123000, tzinfo=dt.UTC)
     assert rows == [
         {"lead_id": "lead_1", "tag": "hot", NO_TAGS_MARKER: False},
         {"lead_id": "lead_1", "tag": "vip", NO_TAGS_MARKER: False},
