@@ -234,10 +234,12 @@ class Transport:
         """One HTTP exchange: pace, send, read. Raises outside `except` blocks on purpose,
         so no `requests` exception (holding the auth headers) ends up in `__context__`."""
         self._pacer.acquire(self._policy.max_wait_seconds)
-        headers: Mapping[str, str] | None = None
+        response: requests.Response | None = None
+        content = b""
         failure: str | None = None
         started = time.monotonic()
         try:
+            # Streamed so that a body cut short still leaves us the status and headers.
             response = self._session().request(
                 method,
                 self.base_url + path,
@@ -246,16 +248,19 @@ class Transport:
                 headers={"Content-Type": "application/json"} if payload is not None else None,
                 auth=self._auth,
                 timeout=self._timeout,
+                stream=True,
             )
-            headers = response.headers
+            content = response.content
         except requests.Timeout:
             failure = f"timed out after {self._timeout:g} s"
         except requests.RequestException as error:
             failure = f"connection failed ({type(error).__name__})"
         finally:
-            self._pacer.release(headers)
+            if response is not None:
+                response.close()  # back to the pool, or discarded if the body broke
+            self._pacer.release(response.headers if response is not None else None)
         elapsed_ms = (time.monotonic() - started) * 1000
-        if failure is not None:
+        if response is None:
             self._stats.record_transport_error()
             logger.debug("%s %s -> %s, attempt %d, %.1f ms", method, path, failure, number, elapsed_ms)
             raise TransportError(
@@ -265,19 +270,25 @@ class Transport:
             )
         self._stats.record_response(response.status_code)
         logger.debug(
-            "%s %s -> %d, attempt %d, %.1f ms",
+            "%s %s -> %d%s, attempt %d, %.1f ms",
             method,
             path,
             response.status_code,
+            f" ({failure} reading the body)" if failure else "",
             number,
             elapsed_ms,
         )
-        return self._read(method, path, response, number)
+        return self._read(method, path, response, content, number)
 
-    def _read(self, method: str, path: str, response: requests.Response, number: int) -> Any:
-        """Decode a 2xx body, or raise the error the response stands for."""
+    def _read(
+        self, method: str, path: str, response: requests.Response, content: bytes, number: int
+    ) -> Any:
+        """Decode a 2xx body, or raise the error the response stands for.
+
+        A 2xx whose body is cut short or not JSON is a retryable `TransportError`; an error
+        status stands on its own even when its body is unreadable.
+        """
         status = response.status_code
-        content = response.content
         decoded: Any = None
         malformed = False
         if content:
@@ -285,11 +296,13 @@ class Transport:
                 decoded = orjson.loads(content)
             except orjson.JSONDecodeError:
                 malformed = True
+        elif 200 <= status < 300 and status != 204 and _declared_length(response) != 0:
+            malformed = True  # the body was promised but never arrived
         if 200 <= status < 300:
             if malformed:
                 raise TransportError(
-                    f"{method} {path}: the {status} response body is not valid JSON "
-                    f"(truncated?){self._gave_up(number)}.",
+                    f"{method} {path}: the {status} response body is cut short or not JSON"
+                    f"{self._gave_up(number)}.",
                     code="malformed_response",
                     status=status,
                 )
@@ -367,7 +380,17 @@ def _resets_at(headers: Mapping[str, str], wait: float) -> datetime:
     return status.reset if status else datetime.fromtimestamp(time.time() + wait, UTC)
 
 
+def _declared_length(response: requests.Response) -> int | None:
+    try:
+        return int(response.headers["Content-Length"])
+    except (KeyError, ValueError):
+        return None
+
+
 def _describe(error: BaseException | None) -> str:
+    """A short name of a failure for the retry warning: the status, or the error's code."""
+    if isinstance(error, TransportError):
+        return error.code or "transport error"
     if isinstance(error, LeadRatError) and error.status is not None:
         return str(error.status)
     return type(error).__name__ if error else "an error"
