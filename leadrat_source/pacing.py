@@ -23,6 +23,9 @@ from leadrat_source.contract import (
 )
 from leadrat_source.errors import QuotaExhausted
 
+#: Resets below this (2001-09-09) cannot be Unix times: they are deltas in seconds.
+_EARLIEST_UNIX_RESET = 1_000_000_000
+
 
 @dataclass(frozen=True)
 class RateLimitStatus:
@@ -34,13 +37,19 @@ class RateLimitStatus:
 
     @classmethod
     def from_headers(cls, headers: Mapping[str, str]) -> RateLimitStatus | None:
-        """Parse the three headers; None when any is missing or garbled (gateway errors)."""
+        """Parse the three headers; None when any is missing or garbled (gateway errors).
+
+        The contract's reset is Unix seconds; a small value is taken as seconds from now,
+        as some APIs send, so such a deployment is still paced instead of ignored.
+        """
         try:
             limit = int(headers[RATE_LIMIT_LIMIT_HEADER])
-            remaining = int(headers[RATE_LIMIT_REMAINING_HEADER])
+            remaining = int(float(headers[RATE_LIMIT_REMAINING_HEADER]))
             reset = float(headers[RATE_LIMIT_RESET_HEADER])
         except (KeyError, TypeError, ValueError):
             return None
+        if reset < _EARLIEST_UNIX_RESET:
+            reset += time.time()
         return cls(limit, max(remaining, 0), datetime.fromtimestamp(reset, UTC))
 
 

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Mapping
 from datetime import UTC, date, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -116,8 +117,8 @@ def encode_query(params: Mapping[str, Any]) -> dict[str, str]:
 class Transport:
     """Sends requests with pacing and retries; returns parsed JSON or raises a LeadRatError.
 
-    Thread-safe: each thread gets its own keep-alive session; the pacer and stats are
-    shared.
+    Thread-safe: threads share the connection pool (`pool_size` connections; give at
+    least as many as threads), the pacer and the stats.
     """
 
     def __init__(
@@ -136,22 +137,19 @@ class Transport:
         self._timeout = timeout
         self._policy = policy
         self._pacer = pacer
-        self._pool_size = pool_size
         self._stats = stats
+        # One pool of keep-alive connections shared by all threads (urllib3's pool is
+        # thread-safe); each thread gets a light Session of its own over it, since a
+        # Session itself is not documented as thread-safe.
+        self._adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
         self._local = threading.local()
-        self._sessions: list[requests.Session] = []
-        self._sessions_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"Transport(base_url={self.base_url!r}, auth={self._auth!r})"
 
     def close(self) -> None:
-        """Close every thread's session (their pooled connections)."""
-        with self._sessions_lock:
-            sessions, self._sessions = self._sessions, []
-        for session in sessions:
-            session.close()
-        self._local = threading.local()
+        """Close the pooled connections."""
+        self._adapter.close()
 
     def request(
         self,
@@ -211,15 +209,10 @@ class Transport:
         session: requests.Session | None = getattr(self._local, "session", None)
         if session is None:
             session = requests.Session()
-            adapter = HTTPAdapter(
-                pool_connections=self._pool_size, pool_maxsize=self._pool_size, max_retries=0
-            )
-            session.mount("https://", adapter)
-            session.mount("http://", adapter)
+            session.mount("https://", self._adapter)
+            session.mount("http://", self._adapter)
             session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
             self._local.session = session
-            with self._sessions_lock:
-                self._sessions.append(session)
         return session
 
     def _attempt(
@@ -356,10 +349,17 @@ def _default_code(status: int) -> str | None:
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
-    """The Retry-After header in seconds (the HTTP-date form is not used by LeadRat)."""
+    """The Retry-After header in seconds; both of HTTP's forms (seconds, HTTP-date)."""
+    value = headers.get(RETRY_AFTER_HEADER)
+    if value is None:
+        return None
     try:
-        return max(float(headers[RETRY_AFTER_HEADER]), 0.0)
-    except (KeyError, ValueError):
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        return max(parsedate_to_datetime(value).timestamp() - time.time(), 0.0)
+    except (TypeError, ValueError):
         return None
 
 

@@ -6,6 +6,7 @@ import logging
 import traceback
 
 import pytest
+import requests
 
 from leadrat_source.errors import (
     AuthenticationFailed,
@@ -19,7 +20,31 @@ from leadrat_source.errors import (
     ServerError,
     TransportError,
     ValidationFailed,
+    error_class_for,
 )
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "expected"),
+    [
+        ("validation_error", 422, ValidationFailed),
+        ("conflict", 409, DuplicateLead),
+        ("something_new", 404, NotFound),  # unknown code: by status
+        ("something_new", 418, LeadRatError),  # unknown code and status: the base
+        (None, 502, ServerError),  # gateway error without a JSON body
+        (None, 599, ServerError),
+    ],
+)
+def test_error_class_mapping(code, status, expected) -> None:
+    assert error_class_for(code, status) is expected
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    chain, current = [], error
+    while current is not None:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
 
 
 def requests_made(server) -> int:
@@ -171,6 +196,8 @@ def test_secrets_never_appear_in_errors_repr_or_logs(make_sandbox, make_client, 
     texts = [repr(client), str(client), repr(bearer), repr(client.pacer), caplog.text]
     for error in errors:
         texts += [str(error), repr(error), "".join(traceback.format_exception(error))]
+        # requests' exceptions hold the prepared request, auth header included: never chained.
+        assert not any(isinstance(e, requests.RequestException) for e in _chain(error))
     for text in texts:
         assert key not in text
         assert server.bearer_token not in text

@@ -36,6 +36,12 @@ def test_status_parsed_from_headers() -> None:
     )
     assert status == RateLimitStatus(30, 7, datetime(2024, 4, 17, 8, 41, tzinfo=UTC))
     assert RateLimitStatus.from_headers({"X-RateLimit-Limit": "30"}) is None
+    # A deployment sending seconds-until-reset instead of a Unix time is still understood.
+    delta = RateLimitStatus.from_headers(
+        {"X-RateLimit-Limit": "30", "X-RateLimit-Remaining": "7", "X-RateLimit-Reset": "42"}
+    )
+    assert delta is not None
+    assert 41 <= (delta.reset - datetime.now(UTC)).total_seconds() <= 42
 
 
 def test_spent_budget_waits_for_the_reset() -> None:
