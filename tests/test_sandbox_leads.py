@@ -124,7 +124,7 @@ def test_pipeline_moves(box: Sandbox) -> None:
     pipelines = api("GET", "/pipelines").json()["data"]
     target, other = pipelines[0], pipelines[1]
     stage = target["stages"][-1]["id"]
-    lead = [x for x in box.export_leads() if not x["deleted_at"] and x["stage_id"] != stage][0]
+    lead = next(x for x in box.export_leads() if not x["deleted_at"] and x["stage_id"] != stage)
     assert api("GET", f"/pipelines/{target['id']}").json()["data"] == target
     moved = api("POST", f"/pipelines/{target['id']}/leads",
                 json={"lead_id": lead["id"], "stage_id": stage}).json()["data"]

@@ -16,7 +16,11 @@ WEIGHTS = (15, 38, 14, 12, 8, 5, 8)
 
 
 class Churn:
-    """Applies random changes through the store (so each one also emits its webhook event)."""
+    """Applies random changes through the store (so each one also emits its webhook event).
+
+    Every change really changes its lead (a move goes to another stage, a tag added is
+    new), so each one moves `updated_at`.
+    """
 
     def __init__(self, store: Store, seed: int):
         self.store = store
@@ -34,7 +38,7 @@ class Churn:
                 kind = self._rng.choices(KINDS, WEIGHTS)[0]
                 try:
                     done.append(self._change(kind))
-                except ApiError:  # e.g. the picked lead has no tag to remove
+                except (ApiError, IndexError):  # e.g. no tag to remove, or none left to add
                     done.append(self._change("update"))
         return done
 
@@ -83,12 +87,14 @@ class Churn:
             return self._update(lead_id)
         if kind == "move":
             pipeline = rng.choice(self.store.pipelines)
-            stage = rng.choice(pipeline.stages)
+            current = self.store.live_lead(lead_id)["stage_id"]
+            stage = rng.choice([s for s in pipeline.stages if s.id != current])
             self.store.move_lead(pipeline.id, lead_id, stage.id)
             return {"kind": kind, "lead_id": lead_id, "pipeline_id": pipeline.id,
                     "stage_id": stage.id}
         if kind == "tag_add":
-            tag = rng.choice(data.TAGS)
+            tags = self.store.live_lead(lead_id)["tags"]
+            tag = rng.choice([t for t in data.TAGS if t not in tags])
             self.store.add_tags(lead_id, [tag])
             return {"kind": kind, "lead_id": lead_id, "tag": tag}
         if kind == "tag_remove":

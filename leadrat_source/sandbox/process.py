@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import requests
 
@@ -89,7 +89,7 @@ class SandboxProcess:
             self.process.kill()
             self.process.wait()
 
-    def __enter__(self) -> SandboxProcess:
+    def __enter__(self) -> Self:
         self.start()
         return self
 

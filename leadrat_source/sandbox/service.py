@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from leadrat_source.sandbox.admin import Admin
 from leadrat_source.sandbox.app import Application
@@ -73,7 +73,7 @@ class Sandbox:
         if self.webhooks is not None:
             self.webhooks.stop()
 
-    def __enter__(self) -> Sandbox:
+    def __enter__(self) -> Self:
         self.start()
         return self
 

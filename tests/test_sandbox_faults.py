@@ -1,0 +1,219 @@
+"""Injected faults, churn, signed webhooks, and the sandbox as a child process."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+import requests
+
+from leadrat_source.sandbox import Sandbox, SandboxConfig
+
+RATE_HEADERS = {"X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"}
+
+
+def get(box: Any, path: str = "/leads", **params: Any) -> requests.Response:
+    return requests.get(f"{box.base_url}{path}", params=params, timeout=10,
+                        headers={"X-API-Key": box.read_write_key})
+
+
+@pytest.fixture
+def box(make_sandbox: Callable[..., Sandbox]) -> Sandbox:
+    return make_sandbox(rate_limit=0)
+
+
+def test_error_rate_gives_500_envelope_with_headers(box: Sandbox) -> None:
+    box.set_faults(error_rate=1.0)
+    response = get(box)
+    assert response.status_code == 500 and response.json()["error"]["code"] == "server_error"
+    assert RATE_HEADERS <= set(response.headers)
+    assert requests.get(f"{box.base_url}/_sandbox/stats", timeout=5).status_code == 200
+    assert box.stats()["faults_injected"] == 1
+
+
+def test_gateway_errors_are_html_without_rate_headers(box: Sandbox) -> None:
+    box.set_faults(gateway_error_rate=1.0)
+    statuses = set()
+    for _ in range(12):
+        response = get(box)
+        statuses.add(response.status_code)
+        assert response.headers["Content-Type"].startswith("text/html")
+        assert not RATE_HEADERS & set(response.headers)
+    assert statuses <= {502, 503, 504} and len(statuses) > 1
+
+
+def test_spurious_429_has_retry_after_one(box: Sandbox) -> None:
+    box.set_faults(spurious_429_rate=1.0)
+    response = get(box)
+    assert response.status_code == 429 and response.headers["Retry-After"] == "1"
+    assert int(response.headers["X-RateLimit-Remaining"]) > 0
+
+
+def test_drop_and_truncate_break_the_connection(box: Sandbox) -> None:
+    box.set_faults(drop_rate=1.0)
+    with pytest.raises(requests.ConnectionError):
+        get(box)
+    box.set_faults(drop_rate=0.0, truncate_rate=1.0)
+    with pytest.raises(requests.exceptions.ChunkedEncodingError):
+        get(box, per_page=100).json()
+    box.set_faults(truncate_rate=0.0)
+    assert get(box).status_code == 200
+
+
+def test_latency_delays_answers(box: Sandbox) -> None:
+    box.set_faults(latency_ms=300)
+    started = time.monotonic()
+    assert get(box).status_code == 200
+    assert time.monotonic() - started >= 0.3
+
+
+def test_fail_next_is_scripted_by_path(box: Sandbox) -> None:
+    rules = [{"status": 503, "count": 2, "path_prefix": "/leads"},
+             {"status": 429, "count": 1, "path_prefix": "/pipelines"}]
+    response = requests.post(f"{box.base_url}/_sandbox/faults", json={"fail_next": rules},
+                             timeout=5)
+    assert response.status_code == 200
+    assert get(box, "/pipelines").status_code == 429
+    assert [get(box).status_code for _ in range(3)] == [503, 503, 200]
+    assert get(box, "/pipelines").status_code == 200
+
+
+def test_random_faults_are_reproducible(make_sandbox: Callable[..., Sandbox]) -> None:
+    outcomes = []
+    for _ in range(2):
+        box = make_sandbox(rate_limit=0, seed=3)
+        box.set_faults(error_rate=0.5)
+        outcomes.append([get(box, "/pipelines").status_code for _ in range(20)])
+    assert outcomes[0] == outcomes[1] and {200, 500} == set(outcomes[0])
+
+
+def test_drift_updates_leads_during_a_scan(box: Sandbox) -> None:
+    started = get(box).json()["data"][0]["created_at"]
+    before = {lead["id"]: lead["updated_at"] for lead in box.export_leads()}
+    box.set_faults(drift_rate=1.0)
+    get(box, created_since=started)
+    after = {lead["id"]: lead["updated_at"] for lead in box.export_leads()}
+    assert 1 <= sum(before[i] != after[i] for i in before) <= 3
+
+
+def test_churn_changes_are_visible_by_updated_since(box: Sandbox) -> None:
+    mark = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() - 1))
+    before = {lead["id"]: lead for lead in box.export_leads()}
+    changes = box.churn(60)
+    assert len(changes) == 60
+    kinds = {change["kind"] for change in changes}
+    assert {"create", "update", "delete", "move"} <= kinds
+    changed = {lead["id"] for lead in box.export_leads()
+               if before.get(lead["id"]) != lead}
+    assert {c["lead_id"] for c in changes} <= changed
+    seen: set[str] = set()
+    body = get(box, updated_since=mark, include_deleted="true", per_page=100).json()
+    while True:
+        seen |= {lead["id"] for lead in body["data"]}
+        if not body["meta"]["next_cursor"]:
+            break
+        body = get(box, cursor=body["meta"]["next_cursor"], per_page=100).json()
+    assert seen == changed
+    added = set().union(*(lead["custom_fields"] for lead in box.export_leads()))
+    assert any(key.startswith("churn_field_") for key in added) or "create" in kinds
+
+
+def test_background_churn(make_sandbox: Callable[..., Sandbox]) -> None:
+    box = make_sandbox(rate_limit=0, churn_per_minute=1200)
+    version = box.store.version
+    time.sleep(0.6)
+    assert box.store.version > version
+
+
+class Receiver:
+    """A loopback webhook endpoint that records (headers, raw body) and can fail first."""
+
+    def __init__(self, fail_first: int = 0):
+        self.events: list[tuple[dict[str, str], bytes]] = []
+        self.fail_first = fail_first
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if receiver.fail_first > 0:
+                    receiver.fail_first -= 1
+                    self.send_response(500)
+                else:
+                    receiver.events.append((dict(self.headers), body))
+                    self.send_response(204)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait_for(self, count: int, timeout: float = 10) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.events) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(self.events) >= count
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver(fail_first=1)
+    yield server
+    server.server.shutdown()
+
+
+def test_webhooks_are_signed_and_retried(make_sandbox: Callable[..., Sandbox],
+                                         receiver: Receiver) -> None:
+    secret = "whsec_test_secret"
+    box = make_sandbox(rate_limit=0, webhook_url=receiver.url, webhook_secret=secret)
+    headers = {"X-API-Key": box.read_write_key}
+    lead = requests.post(f"{box.base_url}/leads", headers=headers, timeout=10,
+                         json={"name": "José Ñúñez", "email": "jose@example.com"}).json()["data"]
+    requests.put(f"{box.base_url}/leads/{lead['id']}", headers=headers, timeout=10,
+                 json={"score": 12})
+    pipeline = box.store.pipelines[0]
+    requests.post(f"{box.base_url}/pipelines/{pipeline.id}/leads", headers=headers, timeout=10,
+                  json={"lead_id": lead["id"], "stage_id": pipeline.stages[1].id})
+    receiver.wait_for(3)  # the first attempt failed with 500 and was retried
+    events = {}
+    for sent_headers, body in receiver.events:
+        stamp, v1 = sent_headers["LeadRat-Signature"].split(",")
+        t = stamp.removeprefix("t=")
+        expected = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+        assert hmac.compare_digest(v1.removeprefix("v1="), expected)
+        assert abs(int(t) - time.time()) < 60
+        event = json.loads(body)
+        assert event["id"].startswith("evt_")
+        events[event["type"]] = event
+    assert set(events) == {"lead.created", "lead.updated", "lead.stage_changed"}
+    assert events["lead.created"]["data"]["previous"] is None
+    assert events["lead.updated"]["data"]["previous"]["score"] is None
+    assert events["lead.updated"]["data"]["lead"]["score"] == 12
+    assert events["lead.stage_changed"]["data"]["lead"]["stage_id"] == pipeline.stages[1].id
+    assert box.stats()["webhooks"]["failed_attempts"] >= 1
+
+
+def test_spawned_process_serves_and_admin_works_over_http() -> None:
+    config = SandboxConfig(leads=500, seed=9, rate_limit=0, api_key="lr_test_fixed_key")
+    with Sandbox.spawn(config) as child:
+        assert child.read_write_key == "lr_test_fixed_key"
+        assert get(child).status_code == 200
+        child.set_faults(error_rate=1.0)
+        assert get(child).status_code == 500
+        child.set_faults(error_rate=0.0)
+        assert len(child.churn(5)) == 5
+        assert child.stats()["by_route"]["GET /leads"] == 2
+        assert len(child.export_leads()) == 505 or len(child.export_leads()) >= 500
+        assert child.export_leads()[:3] == Sandbox(config).export_leads()[:3]
+    assert child.process is not None and child.process.poll() is not None
