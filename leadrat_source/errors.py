@@ -132,8 +132,6 @@ class ServerError(LeadRatError):
 class TransportError(LeadRatError):
     """No usable response: timeout, dropped connection or a truncated/malformed body."""
 
-    retry_after: float | None = None
-
 
 #: Errors the retry policy may retry; everything else is final on the first answer.
 RETRYABLE_ERRORS: tuple[type[LeadRatError], ...] = (RateLimitExceeded, ServerError, TransportError)

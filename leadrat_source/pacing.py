@@ -139,7 +139,8 @@ class RateLimitPacer:
     def _learn(self, status: RateLimitStatus) -> None:
         reset = status.reset.timestamp()
         # Responses arrive out of order: within one window the lowest remaining is newest.
-        if self._reset is not None and abs(reset - self._reset) < 1.0 and self._remaining is not None:
+        same_window = self._reset is not None and abs(reset - self._reset) < 1.0
+        if same_window and self._reset is not None and self._remaining is not None:
             self._remaining = min(self._remaining, status.remaining)
             self._reset = max(self._reset, reset)
         elif self._reset is None or reset > self._reset:

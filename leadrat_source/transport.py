@@ -194,7 +194,7 @@ class Transport:
             with attempt:
                 number = attempt.retry_state.attempt_number
                 try:
-                    return self._attempt(method, path, query, payload, number, ambiguous)
+                    return self._attempt(method, path, query, payload, number)
                 except NotFound:
                     if missing_ok_after_retry and ambiguous:
                         logger.debug("%s %s: 404 after an ambiguous failure; done", method, path)
@@ -232,7 +232,6 @@ class Transport:
         query: dict[str, str],
         payload: bytes | None,
         number: int,
-        ambiguous: bool,
     ) -> Any:
         """One HTTP exchange: pace, send, read. Raises outside `except` blocks on purpose,
         so no `requests` exception (holding the auth headers) ends up in `__context__`."""
@@ -265,7 +264,9 @@ class Transport:
         elapsed_ms = (time.monotonic() - started) * 1000
         if response is None:
             self._stats.record_transport_error()
-            logger.debug("%s %s -> %s, attempt %d, %.1f ms", method, path, failure, number, elapsed_ms)
+            logger.debug(
+                "%s %s -> %s, attempt %d, %.1f ms", method, path, failure, number, elapsed_ms
+            )
             raise TransportError(
                 f"{method} {path}: {failure}{self._gave_up(number)}. Check the network and "
                 "the base URL, or raise `timeout`.",
