@@ -196,7 +196,8 @@ class Store:
             total = self._count(filters, clauses, params)
             if after is not None:
                 op = "<" if descending else ">"
-                clauses = [*clauses, f"({column} {op} ? OR ({column} = ? AND id > ?))"]
+                # The bare range on `column` lets SQLite seek in the index instead of scanning.
+                clauses = [*clauses, f"{column} {op}= ?", f"({column} {op} ? OR id > ?)"]
                 params = [*params, after[0], after[0], after[1]]
             where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
             order = f" ORDER BY {column} {'DESC' if descending else 'ASC'}, id ASC"
