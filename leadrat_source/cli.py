@@ -1,5 +1,170 @@
-"""Command-line entry point (filled in as commands land)."""
+"""`leadrat`: the command line. It only maps flags onto the library and errors onto exit codes.
+
+Exit codes: 0 ok; 2 usage or configuration error; 3 authentication or permission;
+4 quota exhausted (state is consistent: the next run resumes); 1 anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from leadrat_source.errors import (
+    AuthenticationFailed,
+    ConfigurationError,
+    LeadRatError,
+    PermissionDenied,
+    QuotaExhausted,
+)
+from leadrat_source.sandbox.cli import add_sandbox_parser
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_AUTH, EXIT_QUOTA = 0, 1, 2, 3, 4
+
+log = logging.getLogger("leadrat_source.cli")
 
 
-def main() -> int:
-    raise SystemExit("not yet")
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line, for schedulers that parse logs."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(log_format: str, verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(JsonLogFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+def _timestamp(value: str) -> dt.datetime:
+    try:
+        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not an ISO 8601 date or timestamp (e.g. 2026-01-31 or "
+            "2026-01-31T12:00:00Z)"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def _names(value: str) -> list[str]:
+    return [name.strip() for name in value.split(",") if name.strip()]
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    from leadrat_source.load import LoadRequest, run_load
+
+    summary = run_load(
+        LoadRequest(
+            destination=args.destination,
+            dataset=args.dataset,
+            pipeline_name=args.pipeline_name,
+            resources=args.resources,
+            since=args.since,
+            until=args.until,
+            full_refresh=args.full_refresh,
+        )
+    )
+    for line in summary.lines():
+        print(line)
+    return EXIT_OK
+
+
+def exit_code_for(error: BaseException) -> int:
+    """Map an error (possibly wrapped by dlt) onto the documented exit codes."""
+    cause = _root_cause(error)
+    if isinstance(cause, ConfigurationError):
+        return EXIT_USAGE
+    if isinstance(cause, (AuthenticationFailed, PermissionDenied)):
+        return EXIT_AUTH
+    if isinstance(cause, QuotaExhausted):
+        return EXIT_QUOTA
+    if _is_configuration_problem(cause):
+        return EXIT_USAGE
+    return EXIT_FAILED
+
+
+def _root_cause(error: BaseException) -> BaseException:
+    """The first LeadRat error in the chain dlt wraps around it, else the innermost error."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    last = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, LeadRatError):
+            return current
+        seen.add(id(current))
+        last = current
+        current = getattr(current, "exception", None) or current.__cause__ or current.__context__
+    return last
+
+
+def _is_configuration_problem(error: BaseException) -> bool:
+    from dlt.common.configuration.exceptions import ConfigurationException
+
+    return isinstance(error, ConfigurationException)
+
+
+def _describe(error: BaseException) -> str:
+    cause = _root_cause(error)
+    return str(cause) if isinstance(cause, LeadRatError) else f"{type(cause).__name__}: {cause}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="leadrat", description="Load LeadRat CRM data into your warehouse with dlt."
+    )
+    parser.add_argument("--log-format", choices=("text", "json"), default="text")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    load = commands.add_parser("load", help="load leads, pipelines and analytics")
+    load.add_argument("--destination", help="profile from destinations.toml (default: duckdb)")
+    load.add_argument("--dataset", help="dataset/schema name (default: leadrat)")
+    load.add_argument("--pipeline-name", default="leadrat", help="dlt pipeline name")
+    load.add_argument("--resources", type=_names, help="comma-separated: leads,pipelines,analytics")
+    load.add_argument("--since", type=_timestamp, help="backfill leads updated at or after this")
+    load.add_argument("--until", type=_timestamp, help="backfill leads updated before this")
+    load.add_argument("--full-refresh", action="store_true",
+                      help="drop the tables and state of this source and load everything again")
+    load.set_defaults(func=cmd_load)
+
+    add_sandbox_parser(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging(args.log_format, args.verbose)
+    handler: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        log.error("interrupted; the next run resumes where this one stopped")
+        return EXIT_FAILED
+    except Exception as error:  # every failure ends in a clear line and a non-zero exit
+        code = exit_code_for(error)
+        log.error("%s", _describe(error))
+        log.debug("details", exc_info=True)
+        return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

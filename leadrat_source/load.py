@@ -37,6 +37,8 @@ class LoadRequest:
     since: dt.datetime | None = None
     until: dt.datetime | None = None
     full_refresh: bool = False
+    #: dlt's pipelines folder; None means dlt's default (`DLT_DATA_DIR`, else ~/.dlt)
+    pipelines_dir: str | None = None
 
 
 @dataclass
@@ -77,15 +79,13 @@ def check_resources(names: Sequence[str] | None) -> list[str] | None:
     return list(names)
 
 
-def make_pipeline(
-    profile: DestinationProfile, dataset: str | None, pipeline_name: str
-) -> Pipeline:
-    """The dlt pipeline of a profile; dlt keeps its state where it always does
-    (`DLT_DATA_DIR`, else ~/.dlt)."""
+def make_pipeline(request: LoadRequest, profile: DestinationProfile) -> Pipeline:
+    """The dlt pipeline of a profile; its state lives in dlt's pipelines folder."""
     return dlt.pipeline(
-        pipeline_name=pipeline_name,
+        pipeline_name=request.pipeline_name,
+        pipelines_dir=request.pipelines_dir,
         destination=profile.destination(),
-        dataset_name=dataset or profile.dataset_name or settings.DATASET_NAME,
+        dataset_name=request.dataset or profile.dataset_name or settings.DATASET_NAME,
     )
 
 
@@ -110,9 +110,10 @@ def run_load(request: LoadRequest, client: LeadRatClient | None = None) -> LoadS
     """Run one load; raises the client's errors (auth, quota, ...) and dlt's on failure."""
     resources = check_resources(request.resources)
     profile = get_profile(request.destination)
-    pipeline = make_pipeline(profile, request.dataset, request.pipeline_name)
+    pipeline = make_pipeline(request, profile)
     started = time.monotonic()
     api = client or make_client()
+    before = api.stats.snapshot()  # a shared client counts earlier runs too
     try:
         summary = LoadSummary(pipeline.pipeline_name, profile.name, pipeline.dataset_name)
         summary.resumed_packages = finish_interrupted(pipeline)
@@ -136,8 +137,9 @@ def run_load(request: LoadRequest, client: LeadRatClient | None = None) -> LoadS
                 if not table.startswith("_dlt")
             }
         stats = api.stats.snapshot()
-        summary.requests, summary.retries = stats.requests, stats.retries
-        summary.rate_limited = stats.rate_limited
+        summary.requests = stats.requests - before.requests
+        summary.retries = stats.retries - before.retries
+        summary.rate_limited = stats.rate_limited - before.rate_limited
         summary.seconds = time.monotonic() - started
         return summary
     finally:

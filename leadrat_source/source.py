@@ -141,7 +141,9 @@ def leads_resource(
         )
         scanner = LeadScanner(client.leads, ScanSettings(per_page=settings.PER_PAGE, workers=workers))
         for batch in _batches(scanner.scan(window_start, window_end), settings.LEADS_PER_BATCH):
-            yield builder.leads_table(batch)
+            table = builder.leads_table(batch)
+            # scd2 needs dlt's row hash in `_dlt_id`, which only the row normalizer adds
+            yield table.to_pylist() if history else table
             if delete_mode == "hard":
                 batch = [{**lead, "tags": []} if lead.get("deleted_at") else lead for lead in batch]
             yield _lead_tags_item(batch)
@@ -221,7 +223,10 @@ def analytics_resource(client: LeadRatClient, snapshot_date: dt.date) -> DltReso
     day_snapshot = {"disposition": "merge", "strategy": "delete-insert"}
 
     @dlt.resource(
-        name="analytics_summary", write_disposition=day_snapshot, primary_key="snapshot_date"
+        name="analytics",
+        table_name="analytics_summary",
+        write_disposition=day_snapshot,
+        primary_key="snapshot_date",
     )
     def analytics() -> Iterator[Any]:
         summary = client.analytics.summary(date_from=date_from, date_to=snapshot_date)

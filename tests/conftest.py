@@ -84,3 +84,21 @@ def make_client() -> Iterator[Callable[..., Any]]:
             return stack.enter_context(LeadRatClient(server.base_url, **options))
 
         yield start
+
+
+@pytest.fixture
+def make_warehouse(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, make_client: Callable[..., Any]
+) -> Callable[..., Any]:
+    """A Warehouse (tests/warehouse.py) loading from a sandbox with its read-only key into a
+    DuckDB file of this test, or into `destination="postgres"` and a `dataset` of the test."""
+    from warehouse import Warehouse
+
+    monkeypatch.setenv("DESTINATION__DUCKDB__CREDENTIALS", str(tmp_path / "warehouse.duckdb"))
+
+    def create(server: Sandbox, destination: str = "duckdb", dataset: str = "leadrat",
+               **client_options: Any) -> Warehouse:
+        client = make_client(server, api_key=server.read_key, **client_options)
+        return Warehouse(server, client, tmp_path / "pipelines", destination, dataset)
+
+    return create
