@@ -157,7 +157,8 @@ class RateLimitPacer:
         now = self._clock()
         if self._reset is not None and now >= self._reset + self._margin:
             # The window has reset; assume a full budget until a response says otherwise.
-            self._remaining = self._status.limit if self._status else None
+            limit = self._status.limit if self._status else 0
+            self._remaining = limit if limit > 0 else None  # a limit of 0 tells nothing
             self._reset = None
             self._tat = 0.0
         if self._remaining is None:
