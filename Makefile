@@ -31,3 +31,18 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache leadrat.duckdb
+
+# Airflow 3 in its own venv (its pins differ from ours); tests/test_airflow_dag.py runs
+# the DAG in pipelines/ with .venv-airflow/bin/airflow. Built once, rebuilt when
+# pyproject.toml changes.
+AIRFLOW_VENV := .venv-airflow
+AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
+.PHONY: airflow-venv
+$(AIRFLOW_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(AIRFLOW_VENV)/bin/pip install --quiet 'apache-airflow==3.3.*' \
+		apache-airflow-providers-standard -e .
+	touch $@
+airflow-venv: $(AIRFLOW_STAMP)
+test: $(AIRFLOW_STAMP)
