@@ -74,6 +74,7 @@ def leadrat_source(
     delete_mode: str = "soft",
     history: bool = False,
     workers: int = settings.DEFAULT_WORKERS,
+    leads_per_batch: int = settings.LEADS_PER_BATCH,
     snapshot_date: dt.date | str | None = None,
     external_scheduler: bool = False,
     client: LeadRatClient | None = None,
@@ -106,14 +107,18 @@ def leadrat_source(
         allow_external_schedulers=external_scheduler,
     )
     return (
-        leads_resource(api, delete_mode, history, workers)(updated_at),  # type: ignore[arg-type]
+        leads_resource(api, delete_mode, history, workers, leads_per_batch)(updated_at),  # type: ignore[arg-type]
         pipelines_resource(api),
         analytics_resource(api, _snapshot_date(snapshot_date)),
     )
 
 
 def leads_resource(
-    client: LeadRatClient, delete_mode: DeleteMode | str, history: bool, workers: int
+    client: LeadRatClient,
+    delete_mode: DeleteMode | str,
+    history: bool,
+    workers: int,
+    leads_per_batch: int,
 ) -> DltResource:
     """`leads` plus the `lead_tags` rows of the same leads, read in one pass."""
     if history:
@@ -140,7 +145,7 @@ def leads_resource(
             {name: col["data_type"] for name, col in known.items() if "data_type" in col}
         )
         scanner = LeadScanner(client.leads, ScanSettings(per_page=settings.PER_PAGE, workers=workers))
-        for batch in _batches(scanner.scan(window_start, window_end), settings.LEADS_PER_BATCH):
+        for batch in _batches(scanner.scan(window_start, window_end), leads_per_batch):
             table = builder.leads_table(batch)
             # scd2 needs dlt's row hash in `_dlt_id`, which only the row normalizer adds
             yield table.to_pylist() if history else table
@@ -162,6 +167,7 @@ def _lead_tags_item(leads: list[dict[str, Any]]) -> DataItemWithMeta:
             primary_key=["lead_id", "tag"],
             columns={NO_TAGS_MARKER: {"hard_delete": True}},
         ),
+        create_table_variant=True,
     )
 
 
@@ -197,6 +203,7 @@ def pipelines_resource(client: LeadRatClient) -> DltResource:
                 write_disposition="replace",
                 primary_key=["pipeline_id", "id"],
             ),
+            create_table_variant=True,
         )
 
     return pipelines
@@ -247,6 +254,7 @@ def analytics_resource(client: LeadRatClient, snapshot_date: dt.date) -> DltReso
                     merge_key="snapshot_date",
                     primary_key=["snapshot_date", *key],
                 ),
+                create_table_variant=True,
             )
 
     return analytics

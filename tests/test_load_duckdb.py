@@ -13,8 +13,11 @@ HANDFUL = 8  # requests beyond the list pages: pipelines, three analytics, slice
 
 
 def test_first_load_then_churn_is_exact_and_costs_only_changed_pages(
-    make_sandbox: Callable[..., Any], make_warehouse: Callable[..., Any]
+    make_sandbox: Callable[..., Any], make_warehouse: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # several Arrow batches per run, as in a large load
+    monkeypatch.setenv("SOURCES__LEADRAT__LEADS_PER_BATCH", "700")
     server = make_sandbox(leads=2_500, seed=3, rate_limit=0)
     warehouse = make_warehouse(server)
 
