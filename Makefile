@@ -12,7 +12,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,bigquery,snowflake]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -30,7 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_load.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache leadrat.duckdb
+	rm -rf $(VENV) .pytest_cache leadrat_warehouse.duckdb
 
 # Airflow 3 in its own venv (its pins differ from ours); tests/test_airflow_dag.py runs
 # the DAG in pipelines/ with .venv-airflow/bin/airflow. Built once, rebuilt when
