@@ -87,6 +87,28 @@ def cmd_load(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_reverse_sync(args: argparse.Namespace) -> int:
+    from leadrat_source.reverse_sync import ReverseSyncRequest, run_reverse_sync
+
+    summary = run_reverse_sync(
+        ReverseSyncRequest(
+            destination=args.destination,
+            dataset=args.dataset,
+            table=args.table,
+            query=args.query,
+            dry_run=args.dry_run,
+            retry_failed=args.retry_failed,
+            max_rows=args.max_rows,
+            null_clears=args.null_clears,
+            workers=args.workers,
+            batch_rows=args.batch_rows,
+        )
+    )
+    for line in summary.lines():
+        print(line)
+    return EXIT_OK
+
+
 def exit_code_for(error: BaseException) -> int:
     """Map an error (possibly wrapped by dlt) onto the documented exit codes."""
     cause = _root_cause(error)
@@ -144,6 +166,27 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--full-refresh", action="store_true",
                       help="drop the tables and state of this source and load everything again")
     load.set_defaults(func=cmd_load)
+
+    reverse = commands.add_parser(
+        "reverse-sync", help="push lead scores and fields from the warehouse into LeadRat")
+    reverse.add_argument("--destination", help="profile from destinations.toml (default: duckdb)")
+    reverse.add_argument("--dataset", help="dataset/schema of the input and ledger "
+                         "(default: leadrat)")
+    source = reverse.add_mutually_exclusive_group()
+    source.add_argument("--table", help="input table in the dataset (default: lead_scores)")
+    source.add_argument("--query", help="input as a SELECT in the warehouse's SQL")
+    reverse.add_argument("--dry-run", action="store_true",
+                         help="report what would be sent; send nothing, write no ledger")
+    reverse.add_argument("--retry-failed", action="store_true",
+                         help="resend rows that failed permanently even if unchanged")
+    reverse.add_argument("--max-rows", type=int, help="read at most this many input rows")
+    reverse.add_argument("--null-clears", action="store_true",
+                         help="send null for NULL values (clears the field in LeadRat)")
+    reverse.add_argument("--workers", type=int, default=8, help="concurrent requests")
+    reverse.add_argument("--batch-rows", type=int, default=500,
+                         help="confirmations per ledger write (a killed run resends at most "
+                         "this many)")
+    reverse.set_defaults(func=cmd_reverse_sync)
 
     add_sandbox_parser(commands)
     return parser
