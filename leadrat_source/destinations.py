@@ -21,7 +21,9 @@ PROFILES_FILE = "destinations.toml"
 PROFILES_FILE_ENV = "LEADRAT_DESTINATIONS_FILE"
 DEFAULT_PROFILE = "duckdb"
 #: The embedded default's file, in the working directory, unless configured otherwise.
-DEFAULT_DUCKDB_FILE = "leadrat.duckdb"
+#: Not `leadrat.duckdb`: DuckDB names the catalog after the file, and a catalog and a
+#: schema (our dataset `leadrat`) of the same name make every query ambiguous.
+DEFAULT_DUCKDB_FILE = "leadrat_warehouse.duckdb"
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """`make demo`: the main job end to end, offline.
 
 Starts the sandbox (a local LeadRat API with synthetic data) in its own process, loads it
-into the embedded DuckDB default (`leadrat.duckdb` in the working directory), lets the
+into the embedded DuckDB default (`leadrat_warehouse.duckdb` in the working directory), lets the
 sandbox change some leads, runs the incremental load, and prints the summaries plus a
 look at the tables an analyst would query.
 """
@@ -38,14 +38,14 @@ def main() -> int:
         incremental = LoadRequest(pipeline_name="leadrat_demo", pipelines_dir=pipelines_dir)
         print("\n".join(run_load(incremental).lines()))
 
-    with duckdb.connect("leadrat.duckdb", read_only=True) as warehouse:
-        print("\nleads by status in leadrat.duckdb (dataset leadrat):")
+    with duckdb.connect("leadrat_warehouse.duckdb", read_only=True) as warehouse:
+        print("\nleads by status in leadrat_warehouse.duckdb (dataset leadrat):")
         for status, count, deleted in warehouse.sql(
             "select status, count(*), count(deleted_at) from leadrat.leads "
             "group by status order by 2 desc"
         ).fetchall():
             print(f"  {status:<10} {count:>6} ({deleted} deleted)")
-    print("\nquery it yourself: duckdb leadrat.duckdb \"select * from leadrat.leads limit 5\"")
+    print("\nquery it yourself: duckdb leadrat_warehouse.duckdb \"select * from leadrat.leads limit 5\"")
     return 0
 
 
