@@ -15,12 +15,25 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev,bigquery,snowflake]'
 	touch $(STAMP)
 
+# BigQuery emulator for tests/test_bigquery.py, in its own venv: its sqlglot/duckdb pins
+# clash with ours. Offline it cannot download DuckDB's spatial extension, so install it here.
+BQEMULATOR_VENV := .venv-bqemulator
+BQEMULATOR_STAMP := $(BQEMULATOR_VENV)/.installed
+
+$(BQEMULATOR_STAMP):
+	$(PYTHON) -m venv $(BQEMULATOR_VENV)
+	$(BQEMULATOR_VENV)/bin/pip install --quiet bqemulator==1.4.0 duckdb==1.5.5 \
+		duckdb-extensions==1.5.5 duckdb-extension-spatial==1.5.5 numpy
+	$(BQEMULATOR_VENV)/bin/python -c \
+		"from duckdb_extensions import import_extension; import_extension('spatial')"
+	touch $@
+
 install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python pipelines/demo.py
 
-test: $(STAMP)
+test: $(STAMP) $(BQEMULATOR_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
