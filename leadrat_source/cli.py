@@ -20,6 +20,7 @@ from leadrat_source.errors import (
     PermissionDenied,
     QuotaExhausted,
 )
+from leadrat_source.load import LoadRequest
 from leadrat_source.sandbox.cli import add_sandbox_parser
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_AUTH, EXIT_QUOTA = 0, 1, 2, 3, 4
@@ -69,7 +70,7 @@ def _names(value: str) -> list[str]:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from leadrat_source.load import LoadRequest, run_load
+    from leadrat_source.load import run_load
 
     summary = run_load(
         LoadRequest(
@@ -105,6 +106,28 @@ def cmd_reverse_sync(args: argparse.Namespace) -> int:
         )
     )
     for line in summary.lines():
+        print(line)
+    return EXIT_OK
+
+
+def _target(args: argparse.Namespace) -> LoadRequest:
+    return LoadRequest(
+        destination=args.destination, dataset=args.dataset, pipeline_name=args.pipeline_name
+    )
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from leadrat_source.check import run_check
+
+    for line in run_check(_target(args)).lines():
+        print(line)
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from leadrat_source.status import run_status
+
+    for line in run_status(_target(args)).lines():
         print(line)
     return EXIT_OK
 
@@ -157,9 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     load = commands.add_parser("load", help="load leads, pipelines and analytics")
-    load.add_argument("--destination", help="profile from destinations.toml (default: duckdb)")
-    load.add_argument("--dataset", help="dataset/schema name (default: leadrat)")
-    load.add_argument("--pipeline-name", default="leadrat", help="dlt pipeline name")
+    _add_target_arguments(load)
     load.add_argument("--resources", type=_names, help="comma-separated: leads,pipelines,analytics")
     load.add_argument("--since", type=_timestamp, help="backfill leads updated at or after this")
     load.add_argument("--until", type=_timestamp, help="backfill leads updated before this")
@@ -188,8 +209,25 @@ def build_parser() -> argparse.ArgumentParser:
                          "this many)")
     reverse.set_defaults(func=cmd_reverse_sync)
 
+    check = commands.add_parser(
+        "check", help="verify the API key, its scope, the plan's quota and the destination")
+    _add_target_arguments(check)
+    check.set_defaults(func=cmd_check)
+
+    status = commands.add_parser(
+        "status", help="last runs, the incremental cursor, row counts, last error")
+    _add_target_arguments(status)
+    status.set_defaults(func=cmd_status)
+
     add_sandbox_parser(commands)
     return parser
+
+
+def _add_target_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where a command works: the destination profile, dataset and dlt pipeline."""
+    parser.add_argument("--destination", help="profile from destinations.toml (default: duckdb)")
+    parser.add_argument("--dataset", help="dataset/schema name (default: leadrat)")
+    parser.add_argument("--pipeline-name", default="leadrat", help="dlt pipeline name")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,85 @@
+"""`leadrat check`: is everything a load needs in place? Verified without loading anything.
+
+It asks the API for one lead (key valid? plan and quota from the rate-limit headers),
+probes the key's scope with an update of a lead that cannot exist (a read key gets 403,
+a read_write key 404, and nothing changes either way), and opens the destination.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from leadrat_source.client import LeadRatClient
+from leadrat_source.contract import PLANS
+from leadrat_source.destinations import get_profile
+from leadrat_source.errors import NotFound, PermissionDenied, ValidationFailed
+from leadrat_source.load import LoadRequest, make_pipeline
+from leadrat_source.source import make_client
+
+#: An ID no LeadRat lead has (IDs are `lead_` + ULID-like text); used only to probe scope.
+SCOPE_PROBE_LEAD_ID = "lead_leadrat_check_scope_probe"
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    base_url: str
+    scope: str
+    plan: str
+    limit: int | None
+    remaining: int | None
+    resets_at: str | None
+    destination: str
+    dataset: str
+
+    def lines(self) -> list[str]:
+        budget = (
+            f"{self.remaining} of {self.limit} requests left in this window, resets {self.resets_at}"
+            if self.limit is not None
+            else "no rate-limit headers seen"
+        )
+        return [
+            f"api: ok ({self.base_url}); key scope {self.scope}; plan {self.plan}; {budget}",
+            f"destination: ok (profile {self.destination!r}, dataset {self.dataset!r})",
+        ]
+
+
+def plan_for_limit(limit: int | None) -> str:
+    """The plan whose per-minute limit the API reports, or 'unknown'."""
+    return next((plan.name for plan in PLANS.values() if plan.per_minute == limit), "unknown")
+
+
+def key_scope(client: LeadRatClient) -> str:
+    """'read_write' or 'read', learned from how the API answers an update it cannot apply."""
+    try:
+        client.leads.update(SCOPE_PROBE_LEAD_ID, score=0)
+    except PermissionDenied:
+        return "read"
+    except (NotFound, ValidationFailed):
+        return "read_write"
+    return "read_write"
+
+
+def run_check(request: LoadRequest, client: LeadRatClient | None = None) -> CheckReport:
+    """Raise the first problem found (with its advice); return what was verified."""
+    profile = get_profile(request.destination)
+    api = client or make_client()
+    try:
+        api.leads.list_page(per_page=1)
+        scope = key_scope(api)
+        status = api.rate_limit
+    finally:
+        if client is None:
+            api.close()
+    pipeline = make_pipeline(request, profile)
+    with pipeline.sql_client() as sql:
+        sql.execute_sql("SELECT 1")
+    return CheckReport(
+        base_url=api.base_url,
+        scope=scope,
+        plan=plan_for_limit(status.limit if status else None),
+        limit=status.limit if status else None,
+        remaining=status.remaining if status else None,
+        resets_at=status.reset.isoformat() if status else None,
+        destination=profile.name,
+        dataset=pipeline.dataset_name,
+    )
