@@ -259,8 +259,10 @@ def run_reverse_sync(
             summary.requests = stats.requests - before.requests
             summary.rate_limited = stats.rate_limited - before.rate_limited
         summary.finished_at = dt.datetime.now(dt.UTC)
+        # bad input or settings fail before anything is sent: no history row for those
+        history = summary.run_row() if summary.status != "ConfigurationError" else None
         try:
-            run.flush(summary.run_row())
+            run.flush(history)
         except Exception:
             if summary.status == "ok":
                 raise

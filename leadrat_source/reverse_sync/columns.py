@@ -26,6 +26,9 @@ STAGE_ID = "stage_id"
 CUSTOM_PREFIX = "custom_fields__"
 #: Plain PUT fields; custom fields arrive one column per key instead.
 PUT_FIELDS = tuple(name for name in LEAD_UPDATABLE_FIELDS if name != "custom_fields")
+#: PUT fields the contract's lead object allows to be null; `--null-clears` clears only
+#: these (and custom field keys): a NULL name, email, status or source is never sent.
+CLEARABLE_FIELDS = frozenset({"phone", "company", "score"})
 #: dlt's bookkeeping columns, present when the input table was itself loaded by dlt.
 IGNORED_PREFIX = "_dlt_"
 
@@ -122,14 +125,15 @@ class ColumnMap:
         return mapped
 
     def change_for(self, row: Mapping[str, Any], null_clears: bool = False) -> LeadChange:
-        """The change one row asks for. NULL means "leave as is" unless `null_clears`."""
+        """The change one row asks for. NULL means "leave as is", unless `null_clears` and
+        the field may be null."""
         lead_id = row[self.lead_id]
         if lead_id is None or str(lead_id).strip() == "":
             raise ValueError("lead_id is empty")
         update: dict[str, Any] = {}
         for name, column in self.put.items():
             value = json_value(row[column])
-            if value is not None or null_clears:
+            if value is not None or (null_clears and name in CLEARABLE_FIELDS):
                 update[name] = value
         custom: dict[str, Any] = {}
         for key, column in self.custom.items():
