@@ -37,11 +37,20 @@ def make_sandbox() -> Iterator[Callable[..., Sandbox]]:
         yield start
 
 
+def sqlalchemy_engine(url: str) -> sa.Engine:
+    """An engine for a plain postgresql:// URL through psycopg2, the driver dlt uses
+    (SQLAlchemy 2.1 would otherwise pick psycopg 3, which is not installed)."""
+    parsed = sa.make_url(url)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg2")
+    return sa.create_engine(parsed)
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> str:
     """URL of the test PostgreSQL; unreachable means skip locally and fail under CI=true."""
     url = os.environ.get(POSTGRES_URL_ENV, DEFAULT_POSTGRES_URL)
-    engine = sa.create_engine(url)
+    engine = sqlalchemy_engine(url)
     try:
         with engine.connect() as connection:
             connection.execute(sa.text("select 1"))
@@ -60,7 +69,7 @@ def postgres_schema(postgres_url: str) -> Iterator[str]:
     """A unique schema name for one test, dropped (with everything dlt put in it) afterwards."""
     name = f"leadrat_test_{uuid.uuid4().hex[:10]}"
     yield name
-    engine = sa.create_engine(postgres_url)
+    engine = sqlalchemy_engine(postgres_url)
     with engine.begin() as connection:
         # dlt creates the dataset schema plus a staging schema beside it.
         for schema in (name, f"{name}_staging"):
