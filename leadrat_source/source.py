@@ -44,6 +44,7 @@ def make_client(
     api_key: TSecretStrValue | None = dlt.secrets.value,
     bearer_token: TSecretStrValue | None = dlt.secrets.value,
     timeout: float = 30.0,
+    max_attempts: int = 8,
 ) -> LeadRatClient:
     """A client configured the dlt way (`[sources.leadrat]`, `SOURCES__LEADRAT__API_KEY`, ...)."""
     if not api_key and not bearer_token:
@@ -54,7 +55,7 @@ def make_client(
         )
     return LeadRatClient(
         base_url=base_url, api_key=api_key or None, bearer_token=bearer_token or None,
-        timeout=timeout,
+        timeout=timeout, max_attempts=max_attempts,
     )
 
 

@@ -268,8 +268,8 @@ class Transport:
                 "%s %s -> %s, attempt %d, %.1f ms", method, path, failure, number, elapsed_ms
             )
             raise TransportError(
-                f"{method} {path}: {failure}{self._gave_up(number)}. Check the network and "
-                "the base URL, or raise `timeout`.",
+                f"{method} {self.base_url}{path}: {failure}{self._gave_up(number)}. Check the "
+                "network and the base URL (sources.leadrat.base_url), or raise `timeout`.",
                 code="transport_error",
             )
         self._stats.record_response(response.status_code)
