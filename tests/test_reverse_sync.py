@@ -12,7 +12,7 @@ import duckdb
 import pytest
 
 from leadrat_source.cli import main
-from leadrat_source.errors import ConfigurationError, PermissionDenied
+from leadrat_source.errors import ConfigurationError
 from leadrat_source.reverse_sync import ReverseSyncRequest, ReverseSyncSummary, run_reverse_sync
 from leadrat_source.sandbox import Sandbox
 

@@ -23,7 +23,7 @@ from leadrat_source.destinations import get_profile
 from leadrat_source.errors import ConfigurationError
 from leadrat_source.reverse_sync.columns import ColumnMap, LeadChange
 from leadrat_source.reverse_sync.delivery import DEFAULT_WORKERS, Delivery, Outcome
-from leadrat_source.reverse_sync.ledger import Ledger, LeadMemory
+from leadrat_source.reverse_sync.ledger import LeadMemory, Ledger
 from leadrat_source.reverse_sync.reader import InputSpec, iter_chunks
 from leadrat_source.source import make_client
 
@@ -99,12 +99,12 @@ class ReverseSyncSummary:
         seconds = ((self.finished_at or dt.datetime.now(dt.UTC)) - self.started_at)
         verb = "would send" if self.dry_run else "sent"
         lines = [
-            f"reverse sync {'(dry run) ' if self.dry_run else ''}from {self.destination} "
-            f"dataset {self.dataset!r} in {seconds.total_seconds():.1f}s (run {self.run_id})",
-            f"rows read: {self.rows_read}, {verb}: {self.sent}, confirmed: {self.confirmed}, "
-            f"failed: {self.failed}, unchanged: {self.skipped_unchanged}, "
-            f"failed before and unchanged: {self.skipped_failed}, nothing to push: "
-            f"{self.skipped_empty}",
+            (f"reverse sync {'(dry run) ' if self.dry_run else ''}from {self.destination} "
+             f"dataset {self.dataset!r} in {seconds.total_seconds():.1f}s (run {self.run_id})"),
+            (f"rows read: {self.rows_read}, {verb}: {self.sent}, confirmed: {self.confirmed}, "
+             f"failed: {self.failed}, unchanged: {self.skipped_unchanged}, "
+             f"failed before and unchanged: {self.skipped_failed}, nothing to push: "
+             f"{self.skipped_empty}"),
             f"requests: {self.requests}, 429s: {self.rate_limited}",
         ]
         lines += [f"  {row}" for row in self.sample]
@@ -119,7 +119,7 @@ def make_pipeline(request: ReverseSyncRequest) -> tuple[dlt.Pipeline, str | None
     profile = get_profile(request.destination)
     pipeline = dlt.pipeline(
         pipeline_name=request.pipeline_name,
-        pipelines_dir=request.pipelines_dir,
+        pipelines_dir=request.pipelines_dir,  # type: ignore[arg-type]  # None: dlt's default
         destination=profile.destination(),
         dataset_name=request.dataset or profile.dataset_name or settings.DATASET_NAME,
     )

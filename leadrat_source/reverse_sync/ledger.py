@@ -19,9 +19,10 @@ import datetime as dt
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import dlt
+from dlt.common.destination import TLoaderFileFormat
 from dlt.pipeline.pipeline import Pipeline
 
 from leadrat_source.load import finish_interrupted
@@ -143,7 +144,8 @@ class Ledger:
         resources = [_resource(table, rows) for table, rows in batches.items() if rows]
         if not resources:
             return
-        info = self._pipeline.run(resources, loader_file_format=self._file_format)
+        info = self._pipeline.run(
+            resources, loader_file_format=cast(TLoaderFileFormat, self._file_format))
         info.raise_on_failed_jobs()
         self._confirmed, self._errors = [], []
         self._refresh_tables()
