@@ -30,6 +30,8 @@ class Warehouse:
     dataset: str = "leadrat"
     pipeline_name: str = "leadrat_test"
     summaries: list[LoadSummary] = field(default_factory=list)
+    #: False reads rows through DB-API instead, for drivers without Arrow fetches (fakesnow)
+    read_with_arrow: bool = True
 
     def load(self, **request: Any) -> LoadSummary:
         summary = run_load(
@@ -49,7 +51,10 @@ class Warehouse:
         return dlt.attach(self.pipeline_name, pipelines_dir=str(self.pipelines_dir))
 
     def rows(self, table: str) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = self.pipeline().dataset()[table].arrow().to_pylist()
+        relation = self.pipeline().dataset()[table]
+        if not self.read_with_arrow:
+            return [dict(zip(relation.columns, row)) for row in relation.fetchall()]
+        rows: list[dict[str, Any]] = relation.arrow().to_pylist()
         return rows
 
 
