@@ -94,6 +94,11 @@ def finish_interrupted(pipeline: Pipeline) -> int:
 
     dlt's own `run()` would do this too, but would then skip the new extraction; doing it
     first lets one run both complete the old job and load what is new.
+
+    A kill at an unlucky instant can leave a package dlt cannot finish (a half-renamed
+    folder). Then the local working folder is discarded and the state restored from the
+    destination, which holds the state of the last load that completed: the next
+    extraction starts from there, and merging makes the re-read rows land exactly once.
     """
     if not pipeline.has_pending_data:
         return 0
@@ -101,8 +106,16 @@ def finish_interrupted(pipeline: Pipeline) -> int:
         pipeline.list_normalized_load_packages()
     )
     log.warning("finishing %d load package(s) left by an interrupted run", pending)
-    pipeline.normalize()
-    pipeline.load()
+    try:
+        pipeline.normalize()
+        pipeline.load()
+    except Exception as error:  # any failure: fall back to the destination's state
+        log.warning(
+            "cannot finish the interrupted run (%s); restoring the state of the last "
+            "completed load from the destination", type(error).__name__,
+        )
+        pipeline.drop()
+        pipeline.sync_destination()
     return pending
 
 
