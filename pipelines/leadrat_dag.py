@@ -62,10 +62,11 @@ def check_duckdb_file(profile: DestinationProfile) -> None:
     key = f"destination.{profile.name}.credentials"
     path = profile.settings.get("credentials") or dlt.secrets.get(key)
     if not isinstance(path, str) or ("://" not in path and not os.path.isabs(path)):
+        now = f"it is {path!r}" if path else "it is unset"
         raise AirflowFailException(
             f"set DESTINATION__{profile.name.upper()}__CREDENTIALS to the absolute path of "
-            f"the DuckDB file (now {path or 'unset'!r}): under Airflow a relative path lands "
-            "in the task's temporary folder and is lost after the run"
+            f"the DuckDB file ({now}): under Airflow a relative path lands in the task's "
+            "temporary folder and is lost after the run"
         )
 
 

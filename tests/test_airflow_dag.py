@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import json
 import os
 import sqlite3
 import subprocess
@@ -106,3 +107,53 @@ def test_dag_loads_exactly_its_data_interval_then_pushes_scores(
     assert loaded == in_interval, "the warehouse holds other leads than the interval's"
     assert snapshot_dates == [(start.date(),)]
     assert {lead_id: scores[lead_id] for lead_id in scored} == dict.fromkeys(scored, 88)
+
+
+DAG_CHECKS = """
+import json, os, sys
+import duckdb
+from airflow.sdk.exceptions import AirflowFailException
+from leadrat_source.destinations import get_profile
+import leadrat_dag
+
+dag = leadrat_dag.leadrat()
+profile = get_profile("duckdb")
+results = {
+    "tasks": sorted(dag.task_ids),
+    "after_load": sorted(dag.get_task("reverse_sync").upstream_task_ids),
+    "max_active_runs": dag.max_active_runs,
+    "interval": [type(dag.timetable).__name__, dag.timetable.expression],
+}
+try:
+    leadrat_dag.check_duckdb_file(profile)
+except AirflowFailException as error:
+    results["relative_duckdb"] = str(error)
+os.environ["DESTINATION__DUCKDB__CREDENTIALS"] = sys.argv[1]
+results["scores_before"] = leadrat_dag.lead_scores_exist(profile, "leadrat")
+with duckdb.connect(sys.argv[1]) as connection:
+    connection.execute("create schema leadrat")
+    connection.execute("create table leadrat.lead_scores (lead_id varchar, score integer)")
+results["scores_after"] = leadrat_dag.lead_scores_exist(profile, "leadrat")
+print(json.dumps(results))
+"""
+
+
+def test_dag_shape_and_its_checks_for_bad_setup(airflow: Path, tmp_path: Path) -> None:
+    """Runs in the Airflow venv without a DAG run: the tasks and their order, one run at a
+    time, a relative DuckDB path refused, `lead_scores` detected (else the sync skips)."""
+    warehouse = tmp_path / "warehouse.duckdb"
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "AIRFLOW_HOME": str(tmp_path),
+           "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER), "PYTHONPATH": str(DAGS_FOLDER),
+           "RUNTIME__DLTHUB_TELEMETRY": "false", "DESTINATION__DUCKDB__CREDENTIALS": "w.duckdb"}
+    checks = subprocess.run([str(airflow.parent / "python"), "-c", DAG_CHECKS, str(warehouse)],
+                              env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert checks.returncode == 0, checks.stderr[-4000:]
+    results = json.loads(checks.stdout.splitlines()[-1])
+    assert results["tasks"] == sorted([LOAD_TASK, "reverse_sync"])
+    assert results["after_load"] == [LOAD_TASK]
+    assert results["max_active_runs"] == 1
+    assert results["interval"] == ["CronDataIntervalTimetable", "0 * * * *"]
+    assert "DESTINATION__DUCKDB__CREDENTIALS" in results["relative_duckdb"]
+    assert "'w.duckdb'" in results["relative_duckdb"]
+    assert results["scores_before"] is False
+    assert results["scores_after"] is True
