@@ -15,6 +15,7 @@ REST source). The price is that flattening and typing happen here:
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -69,6 +70,19 @@ LEAD_TAGS_SCHEMA = pa.schema(
 )
 
 
+_NOT_EXTRA_KEYS = frozenset(LEAD_FIELD_TYPES) | {"tags", "custom_fields"}
+_NONE = type(None)
+#: Python types a column of each Arrow type takes as they are (`pa.array` converts them
+#: without surprises: bools are kept out of number columns, where Arrow would take them).
+_FAST_TYPES: dict[pa.DataType, set[type]] = {
+    pa.string(): {str, _NONE},
+    pa.int64(): {int, _NONE},
+    pa.float64(): {int, float, _NONE},
+    pa.bool_(): {bool, _NONE},
+    TIMESTAMP: {str, _NONE},
+}
+
+
 def _arrow_type_of(value: Any) -> pa.DataType:
     """The column type a first non-null value establishes."""
     if isinstance(value, bool):
@@ -81,7 +95,12 @@ def _arrow_type_of(value: Any) -> pa.DataType:
 
 
 def _to_json_text(value: Any) -> str:
-    return value if isinstance(value, str) else orjson.dumps(value).decode()
+    if isinstance(value, str):
+        return value
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # orjson stops at 64-bit integers; the standard library does not
+        return json.dumps(value, ensure_ascii=False)
 
 
 def _fits(value: Any, arrow_type: pa.DataType) -> Any:
@@ -118,45 +137,71 @@ class LeadTableBuilder:
                 self._column_types[name] = _DLT_TO_ARROW[dlt_type]
 
     def leads_table(self, leads: Sequence[Mapping[str, Any]]) -> pa.Table:
-        """One row per lead: contract scalars, flattened custom fields, unknown fields."""
-        columns: dict[str, list[Any]] = {name: [None] * len(leads) for name in LEAD_FIELD_TYPES}
-        for row_index, lead in enumerate(leads):
-            for key, value in lead.items():
-                if key == "tags":
-                    continue
-                if key == "custom_fields" and isinstance(value, Mapping):
-                    for field, field_value in value.items():
-                        self._put(columns, CUSTOM_FIELDS_PREFIX + field, row_index, field_value, len(leads))
-                else:
-                    self._put(columns, key, row_index, value, len(leads))
-        arrays = [self._array(name, values) for name, values in columns.items()]
-        return pa.Table.from_arrays(arrays, names=list(columns))
+        """One row per lead: contract scalars, flattened custom fields, unknown fields.
 
-    def _put(
-        self, columns: dict[str, list[Any]], name: str, row: int, value: Any, row_count: int
-    ) -> None:
-        if value is None:
-            return
+        Built column by column (one `pa.array` per column) because per-value work is what
+        limits extraction speed; only a column holding an odd value takes the slow path.
+        """
+        columns = {name: [lead.get(name) for lead in leads] for name in LEAD_FIELD_TYPES}
+        extra_keys = {key for lead in leads for key in lead} - _NOT_EXTRA_KEYS
+        for key in sorted(extra_keys):
+            columns[key] = [lead.get(key) for lead in leads]
+        custom: dict[str, list[Any]] = {}
+        for row, lead in enumerate(leads):
+            fields = lead.get("custom_fields")
+            if not isinstance(fields, Mapping):
+                if fields:  # not the contract's object: keep it rather than drop it
+                    columns.setdefault("custom_fields", [None] * len(leads))[row] = fields
+                continue
+            for key, value in fields.items():
+                column = custom.get(key)
+                if column is None:
+                    column = custom[key] = [None] * len(leads)
+                column[row] = value
+        for key, values in custom.items():
+            columns[CUSTOM_FIELDS_PREFIX + key] = values
+        names: list[str] = []
+        arrays: list[pa.Array] = []
+        for name, values in columns.items():
+            for column_name, array in self._arrays(name, values):
+                names.append(column_name)
+                arrays.append(array)
+        return pa.Table.from_arrays(arrays, names=names)
+
+    def _arrays(self, name: str, values: list[Any]) -> list[tuple[str, pa.Array]]:
+        """The column's array, plus a variant column if some values do not fit its type."""
         column_type = self._column_types.get(name)
         if column_type is None:
-            column_type = self._column_types[name] = _arrow_type_of(value)
-        try:
-            converted = _fits(value, column_type)
-        except TypeError:
-            if name in LEAD_FIELD_TYPES and name != "score":
-                raise ValueError(
-                    f"lead field {name!r} has the value {value!r}, which the LeadRat contract "
-                    f"does not allow for it; report this to LeadRat support"
-                ) from None
-            name = name + VARIANT_SUFFIX
-            self._column_types.setdefault(name, pa.string())
-            converted = _to_json_text(value)
-        if name not in columns:
-            columns[name] = [None] * row_count
-        columns[name][row] = converted
+            first = next((value for value in values if value is not None), None)
+            if first is None:
+                return []  # no value yet: the column appears with its first value
+            column_type = self._column_types[name] = _arrow_type_of(first)
+        if set(map(type, values)) <= _FAST_TYPES[column_type]:
+            try:
+                return [(name, self._array(name, values, column_type))]
+            except (pa.ArrowInvalid, OverflowError):
+                pass  # e.g. an integer beyond int64: sort it out value by value
+        fitting: list[Any] = [None] * len(values)
+        variants: list[str | None] = [None] * len(values)
+        for row, value in enumerate(values):
+            if value is None:
+                continue
+            try:
+                fitting[row] = _fits(value, column_type)
+            except TypeError:
+                if name in LEAD_FIELD_TYPES and name != "score":
+                    raise ValueError(
+                        f"lead field {name!r} has the value {value!r}, which the LeadRat "
+                        "contract does not allow for it; report this to LeadRat support"
+                    ) from None
+                variants[row] = _to_json_text(value)
+        arrays = [(name, self._array(name, fitting, column_type))]
+        if any(variant is not None for variant in variants):
+            arrays.append((name + VARIANT_SUFFIX, pa.array(variants, pa.string())))
+        return arrays
 
-    def _array(self, name: str, values: list[Any]) -> pa.Array:
-        column_type = self._column_types[name]
+    @staticmethod
+    def _array(name: str, values: list[Any], column_type: pa.DataType) -> pa.Array:
         if pa.types.is_timestamp(column_type):
             try:
                 return pa.array(values, pa.string()).cast(column_type)

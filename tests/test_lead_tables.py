@@ -97,3 +97,18 @@ def test_split_window_covers_the_window_without_overlap() -> None:
     assert slices[0][0] == start and slices[-1][1] == end
     assert all(a[1] == b[0] for a, b in zip(slices, slices[1:], strict=False))
     assert all(a < b for a, b in slices) and len(slices) == 7
+
+
+def test_booleans_never_turn_into_numbers_and_huge_integers_are_kept() -> None:
+    table = LeadTableBuilder({"custom_fields__employees": "bigint"}).leads_table(
+        [
+            lead("lead_1", custom_fields={"employees": True}),
+            lead("lead_2", custom_fields={"employees": 2**70}),
+            lead("lead_3", custom_fields={"employees": 12}),
+        ]
+    )
+    rows = {row["id"]: row for row in table.to_pylist()}
+    assert rows["lead_1"]["custom_fields__employees"] is None
+    assert rows["lead_1"]["custom_fields__employees__v_text"] == "true"
+    assert rows["lead_2"]["custom_fields__employees__v_text"] == str(2**70)
+    assert rows["lead_3"]["custom_fields__employees"] == 12
