@@ -29,10 +29,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+from typing import cast
 
 import dlt
 from airflow.sdk import CronDataIntervalTimetable, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from dlt.common.destination import TLoaderFileFormat
 from dlt.common.destination.exceptions import DestinationUndefinedEntity
 from dlt.extract import DltSource
 from dlt.helpers.airflow_helper import PipelineTasksGroup
@@ -40,7 +42,7 @@ from dlt.helpers.airflow_helper import PipelineTasksGroup
 from leadrat_source.cli import EXIT_AUTH, EXIT_USAGE, exit_code_for
 from leadrat_source.destinations import DestinationProfile, get_profile
 from leadrat_source.load import LoadRequest, make_pipeline
-from leadrat_source.source import leadrat_source
+from leadrat_source.source import leadrat_source, make_client
 
 log = logging.getLogger("leadrat_source.airflow")
 
@@ -72,9 +74,13 @@ def check_duckdb_file(profile: DestinationProfile) -> None:
 
 def interval_source() -> DltSource:
     """The source for the running task's data interval (called when the task runs, so
-    neither the API key nor the interval is needed to parse the DAG)."""
+    neither the API key nor the interval is needed to parse the DAG). Bad credentials
+    fail here, before dlt starts and wraps errors in its own."""
     interval_start = get_current_context()["data_interval_start"]
     try:
+        with make_client() as client:
+            # one lead: a wrong or revoked key fails the task now instead of after retries
+            client.leads.list_page(per_page=1)
         return leadrat_source(
             external_scheduler=True,
             snapshot_date=dt.date(interval_start.year, interval_start.month, interval_start.day),
@@ -113,7 +119,7 @@ def leadrat() -> None:
         pipeline,
         interval_source,
         decompose="none",
-        loader_file_format=profile.loader_file_format,
+        loader_file_format=cast(TLoaderFileFormat, profile.loader_file_format),
         on_before_run=lambda: check_duckdb_file(profile),
     )
 
