@@ -42,6 +42,7 @@ from dlt.helpers.airflow_helper import PipelineTasksGroup
 from leadrat_source.cli import EXIT_AUTH, EXIT_USAGE, exit_code_for
 from leadrat_source.destinations import DestinationProfile, get_profile
 from leadrat_source.load import LoadRequest, make_pipeline
+from leadrat_source.reverse_sync import ReverseSyncRequest, run_reverse_sync
 from leadrat_source.source import leadrat_source, make_client
 
 log = logging.getLogger("leadrat_source.airflow")
@@ -130,8 +131,6 @@ def leadrat() -> None:
                 f"no {LEAD_SCORES_TABLE} table in dataset {pipeline.dataset_name!r} of "
                 f"{profile.name}: nothing to push back yet (create it with your scoring model)"
             )
-        from leadrat_source.reverse_sync import ReverseSyncRequest, run_reverse_sync
-
         try:
             summary = run_reverse_sync(
                 ReverseSyncRequest(destination=profile.name, dataset=pipeline.dataset_name)
