@@ -43,7 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_load.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache leadrat_warehouse.duckdb
+	rm -rf $(VENV) $(BQEMULATOR_VENV) .pytest_cache leadrat_warehouse.duckdb
 
 # Airflow 3 in its own venv (its pins differ from ours); tests/test_airflow_dag.py runs
 # the DAG in pipelines/ with .venv-airflow/bin/airflow. Built once, rebuilt when
