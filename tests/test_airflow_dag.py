@@ -39,7 +39,9 @@ def airflow() -> Path:
 def run_airflow(airflow: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     done = subprocess.run([str(airflow), *args], env=env, capture_output=True, text=True,
                           timeout=300, check=False)
-    assert done.returncode == 0, f"airflow {args[:2]} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    assert done.returncode == 0, (
+        f"airflow {' '.join(args[:2])} failed:\n{done.stdout[-4000:]}\n{done.stderr[-4000:]}"
+    )
     return done
 
 

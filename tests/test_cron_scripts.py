@@ -39,7 +39,8 @@ def run(command: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Comple
 
 def lead_ids(warehouse: Path) -> list[str]:
     with duckdb.connect(str(warehouse), read_only=True) as connection:
-        return [row[0] for row in connection.sql("select id from leadrat.leads order by id").fetchall()]
+        rows = connection.sql("select id from leadrat.leads order by id").fetchall()
+    return [row[0] for row in rows]
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:
