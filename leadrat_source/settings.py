@@ -13,7 +13,7 @@ DEFAULT_INITIAL_UPDATED_AT: Final = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 #: an update committed late (or in the same millisecond as the last one seen) is not missed.
 DEFAULT_LOOKBACK_SECONDS: Final = 60.0
 #: Concurrent time slices of one large scan; the shared pacer keeps them within budget.
-DEFAULT_WORKERS: Final = 4
+DEFAULT_WORKERS: Final = 8
 #: Rows per Arrow table handed to dlt: large enough to amortise per-item overhead in dlt,
 #: small enough to keep memory flat.
 LEADS_PER_BATCH: Final = 5_000

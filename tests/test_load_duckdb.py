@@ -170,3 +170,21 @@ def test_pipelines_and_stages_match_the_api(
     assert {row["id"] for row in warehouse.rows("pipelines")} == {p["id"] for p in pipelines}
     stages = {(row["pipeline_id"], row["id"], row["position"]) for row in warehouse.rows("pipeline_stages")}
     assert stages == {(p["id"], s["id"], s["position"]) for p in pipelines for s in p["stages"]}
+
+
+def test_a_load_at_the_plan_limit_uses_the_budget_without_429s(
+    make_sandbox: Callable[..., Any], make_warehouse: Callable[..., Any]
+) -> None:
+    import time
+
+    # 40 requests at most per 2 s window: the load needs ~30 list pages plus a few more
+    server = make_sandbox(leads=3_000, seed=29, rate_limit=20, window_seconds=2.0)
+    warehouse = make_warehouse(server)
+    started = time.monotonic()
+    summary = warehouse.load()
+    elapsed = time.monotonic() - started
+    assert_equal_to_sandbox(warehouse)
+    assert summary.rate_limited <= 1, summary
+    # the budget allows 20 requests per 2 s: finishing close to that pace uses it fully
+    minimum = (summary.requests / 20 - 1) * 2.0
+    assert minimum <= elapsed <= minimum * 1.6 + 6, (summary.requests, elapsed)
