@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import json
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+
+from leadrat_source.destinations import DEFAULT_DUCKDB_FILE
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 LOAD_SCRIPT = PROJECT_DIR / "pipelines" / "load_leadrat.py"
@@ -158,3 +161,23 @@ def test_scripts_keep_a_configured_project_dir(tmp_path: Path) -> None:
     done = run([sys.executable, str(LOAD_SCRIPT), "--destination", "nowhere"], tmp_path, env)
     assert done.returncode == 2
     assert "only_here" in done.stderr and "known profiles" in done.stderr
+
+
+def test_default_duckdb_file_lands_in_the_checkout_not_in_crons_directory(
+    make_sandbox: Callable[..., Any], tmp_path: Path
+) -> None:
+    """With no DESTINATION__DUCKDB__CREDENTIALS the relative default file is written beside
+    the scripts' checkout (a copy of pipelines/ stands in for it), never in $HOME."""
+    server = make_sandbox(leads=20, rate_limit=0, plan="pro")
+    checkout = tmp_path / "checkout"
+    shutil.copytree(PROJECT_DIR / "pipelines", checkout / "pipelines",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    home = tmp_path / "home"
+    env = cron_env(home, SOURCES__LEADRAT__API_KEY=server.read_key,
+                   SOURCES__LEADRAT__BASE_URL=server.base_url)
+
+    done = run([sys.executable, str(checkout / "pipelines" / LOAD_SCRIPT.name)], home, env)
+
+    assert done.returncode == 0, done.stderr
+    assert len(lead_ids(checkout / DEFAULT_DUCKDB_FILE)) == 20
+    assert not list(home.glob("*.duckdb"))
