@@ -177,7 +177,7 @@ def test_a_load_at_the_plan_limit_uses_the_budget_without_429s(
 ) -> None:
     import time
 
-    # 40 requests at most per 2 s window: the load needs ~30 list pages plus a few more
+    # 20 requests per 2 s window; the load needs ~30 list pages plus a few more
     server = make_sandbox(leads=3_000, seed=29, rate_limit=20, window_seconds=2.0)
     warehouse = make_warehouse(server)
     started = time.monotonic()
