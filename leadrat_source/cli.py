@@ -10,6 +10,7 @@ import argparse
 import datetime as dt
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -52,6 +53,9 @@ def configure_logging(log_format: str, verbose: bool) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    if log_format == "json":
+        # dlt logs through its own logger; its `runtime.log_format` makes those lines JSON too
+        os.environ.setdefault("RUNTIME__LOG_FORMAT", "JSON")
 
 
 def _timestamp(value: str) -> dt.datetime:
@@ -227,7 +231,7 @@ def _add_target_arguments(parser: argparse.ArgumentParser) -> None:
     """Where a command works: the destination profile, dataset and dlt pipeline."""
     parser.add_argument("--destination", help="profile from destinations.toml (default: duckdb)")
     parser.add_argument("--dataset", help="dataset/schema name (default: leadrat)")
-    parser.add_argument("--pipeline-name", default="leadrat", help="dlt pipeline name")
+    parser.add_argument("--pipeline-name", help="dlt pipeline name (default: leadrat_<profile>)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -166,7 +166,13 @@ class LeadTableBuilder:
             for column_name, array in self._arrays(name, values):
                 names.append(column_name)
                 arrays.append(array)
-        return pa.Table.from_arrays(arrays, names=names)
+        # `id` is the primary key: declared non-null as dlt's hints have it, so dlt does
+        # not warn on every batch that the Arrow schema and its hints differ
+        schema = pa.schema(
+            pa.field(name, array.type, nullable=name != "id")
+            for name, array in zip(names, arrays, strict=True)
+        )
+        return pa.Table.from_arrays(arrays, schema=schema)
 
     def _arrays(self, name: str, values: list[Any]) -> list[tuple[str, pa.Array]]:
         """The column's array, plus a variant column if some values do not fit its type."""

@@ -32,7 +32,8 @@ class LoadRequest:
 
     destination: str | None = None
     dataset: str | None = None
-    pipeline_name: str = settings.PIPELINE_NAME
+    #: None: `leadrat_<profile>`, so each destination profile keeps its own state
+    pipeline_name: str | None = None
     resources: Sequence[str] | None = None
     since: dt.datetime | None = None
     until: dt.datetime | None = None
@@ -79,10 +80,19 @@ def check_resources(names: Sequence[str] | None) -> list[str] | None:
     return list(names)
 
 
+def pipeline_name_for(request: LoadRequest, profile: DestinationProfile) -> str:
+    """The pipeline's name: given, or one per destination profile.
+
+    Per profile because dlt keeps an incremental cursor per pipeline: one pipeline shared
+    by two warehouses would let a load into the second start where the first stopped.
+    """
+    return request.pipeline_name or f"{settings.PIPELINE_NAME}_{profile.name}"
+
+
 def make_pipeline(request: LoadRequest, profile: DestinationProfile) -> Pipeline:
     """The dlt pipeline of a profile; its state lives in dlt's pipelines folder."""
     return dlt.pipeline(
-        pipeline_name=request.pipeline_name,
+        pipeline_name=pipeline_name_for(request, profile),
         pipelines_dir=request.pipelines_dir,
         destination=profile.destination(),
         dataset_name=request.dataset or profile.dataset_name or settings.DATASET_NAME,

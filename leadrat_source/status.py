@@ -15,7 +15,7 @@ from dlt.pipeline.exceptions import CannotRestorePipelineException
 
 from leadrat_source.destinations import get_profile
 from leadrat_source.errors import ConfigurationError
-from leadrat_source.load import LoadRequest, make_pipeline
+from leadrat_source.load import LoadRequest, make_pipeline, pipeline_name_for
 
 RECENT_LOADS = 5
 
@@ -57,11 +57,12 @@ def _cursor(state: dict[str, Any]) -> Any:
 
 def run_status(request: LoadRequest) -> StatusReport:
     profile = get_profile(request.destination)
+    name = pipeline_name_for(request, profile)
     try:
-        dlt.attach(request.pipeline_name, pipelines_dir=request.pipelines_dir)
+        dlt.attach(name, pipelines_dir=request.pipelines_dir)
     except CannotRestorePipelineException:
         raise ConfigurationError(
-            f"no pipeline {request.pipeline_name!r} has run on this machine yet "
+            f"no pipeline {name!r} has run on this machine yet "
             "(run `leadrat load` first, or pass the --pipeline-name you load with)"
         ) from None
     pipeline = make_pipeline(request, profile)
