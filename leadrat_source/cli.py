@@ -60,7 +60,7 @@ def configure_logging(log_format: str, verbose: bool) -> None:
 
 def _timestamp(value: str) -> dt.datetime:
     try:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = dt.datetime.fromisoformat(value)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{value!r} is not an ISO 8601 date or timestamp (e.g. 2026-01-31 or "

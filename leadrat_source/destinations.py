@@ -38,7 +38,7 @@ class DestinationProfile:
         """The dlt destination of this profile; credentials come from dlt's config."""
         settings = dict(self.settings)
         if self.destination_type == "duckdb" and "credentials" not in settings:
-            configured = dlt.secrets.get(f"destination.{self.name}.credentials")
+            configured: str | None = dlt.secrets.get(f"destination.{self.name}.credentials")
             settings["credentials"] = configured or DEFAULT_DUCKDB_FILE
         return dlt.destination(self.name, destination_type=self.destination_type, **settings)
 

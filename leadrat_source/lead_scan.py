@@ -43,9 +43,10 @@ class ScanSettings:
     per_page: int = 100
     #: Slices read at once; the pacer keeps them within the rate budget.
     workers: int = 4
-    #: A window with fewer pages than this is read by one cursor (slicing costs a request
-    #: per slice, which only pays off for large windows).
-    min_pages_to_slice: int = 20
+    #: Slicing costs about one request per slice (its last, partial page), so a window is
+    #: cut into at most one slice per this many pages, and one with fewer pages than two
+    #: slices' worth is read by one cursor.
+    pages_per_slice: int = 10
     include_deleted: bool = True
     #: Pages buffered between the reading threads and dlt; bounds memory.
     buffered_pages: int = 32
@@ -82,7 +83,7 @@ def split_window(start: dt.datetime, end: dt.datetime, parts: int) -> list[tuple
         (start + step * i).replace(microsecond=(start + step * i).microsecond // 1000 * 1000)
         for i in range(1, parts)
     ] + [end]
-    return [(a, b) for a, b in zip(edges, edges[1:], strict=False) if a < b]
+    return [(a, b) for a, b in itertools.pairwise(edges) if a < b]
 
 
 class LeadScanner:
@@ -112,7 +113,8 @@ class LeadScanner:
         if not first.items or (cursor_mode and first.next_cursor is None):
             return
         pages_left = (total or 0) // self.settings.per_page
-        if pages_left < self.settings.min_pages_to_slice or self.settings.workers <= 1:
+        slice_count = min(self.settings.workers * 2, pages_left // self.settings.pages_per_slice)
+        if slice_count < 2 or self.settings.workers <= 1:
             if cursor_mode:
                 yield from self._follow_cursor(first.next_cursor, since, until)
             else:
@@ -121,7 +123,7 @@ class LeadScanner:
         # Re-window the rest: it starts at the last lead of the first page; leads at that
         # very instant that the first page already had are skipped by keyset.
         last_seen = _keyset(first.items[-1])
-        slices = split_window(last_seen[0], until, self.settings.workers * 2)
+        slices = split_window(last_seen[0], until, slice_count)
         self.stats.slices = len(slices)
         yield from self._scan_concurrently(slices, last_seen, cursor_mode)
 
@@ -212,7 +214,7 @@ class LeadScanner:
                     if stop.is_set():
                         return
                     put(items)
-            except BaseException as error:  # handed to the consuming thread, raised there
+            except BaseException as error:  # noqa: BLE001 - handed to the consuming thread, raised there
                 put(error)
             finally:
                 put(None)

@@ -115,11 +115,10 @@ def _fits(value: Any, arrow_type: pa.DataType) -> Any:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
     elif pa.types.is_string(arrow_type):
-        if isinstance(value, (dict, list)) or isinstance(value, str):
+        if isinstance(value, (dict, list, str)):
             return _to_json_text(value)
-    elif pa.types.is_timestamp(arrow_type):
-        if isinstance(value, str):
-            return value
+    elif pa.types.is_timestamp(arrow_type) and isinstance(value, str):
+        return value
     raise TypeError(f"{value!r} does not fit {arrow_type}")
 
 
@@ -254,7 +253,7 @@ def parse_timestamp(value: str | dt.datetime) -> dt.datetime:
     if isinstance(value, dt.datetime):
         parsed = value
     else:
-        parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = dt.datetime.fromisoformat(value)
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.UTC)
     return parsed.astimezone(dt.UTC)

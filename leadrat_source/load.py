@@ -59,12 +59,16 @@ class LoadSummary:
     def lines(self) -> list[str]:
         rows = ", ".join(f"{table}={count}" for table, count in sorted(self.rows.items()))
         return [
-            f"loaded into {self.destination} dataset {self.dataset!r} "
-            f"(pipeline {self.pipeline_name!r}) in {self.seconds:.1f}s",
+            (
+                f"loaded into {self.destination} dataset {self.dataset!r} "
+                f"(pipeline {self.pipeline_name!r}) in {self.seconds:.1f}s"
+            ),
             f"rows: {rows or 'none'}",
-            f"requests: {self.requests}, retries: {self.retries}, 429s: {self.rate_limited}"
-            + (f", finished {self.resumed_packages} interrupted load(s) first"
-               if self.resumed_packages else ""),
+            (
+                f"requests: {self.requests}, retries: {self.retries}, 429s: {self.rate_limited}"
+                + (f", finished {self.resumed_packages} interrupted load(s) first"
+                   if self.resumed_packages else "")
+            ),
         ]
 
 
@@ -93,7 +97,7 @@ def make_pipeline(request: LoadRequest, profile: DestinationProfile) -> Pipeline
     """The dlt pipeline of a profile; its state lives in dlt's pipelines folder."""
     return dlt.pipeline(
         pipeline_name=pipeline_name_for(request, profile),
-        pipelines_dir=request.pipelines_dir,
+        pipelines_dir=request.pipelines_dir,  # type: ignore[arg-type]  # None: dlt's default
         destination=profile.destination(),
         dataset_name=request.dataset or profile.dataset_name or settings.DATASET_NAME,
     )
@@ -119,7 +123,7 @@ def finish_interrupted(pipeline: Pipeline) -> int:
     try:
         pipeline.normalize()
         pipeline.load()
-    except Exception as error:  # any failure: fall back to the destination's state
+    except Exception as error:  # noqa: BLE001 - any failure: fall back to the destination's state
         log.warning(
             "cannot finish the interrupted run (%s); restoring the state of the last "
             "completed load from the destination", type(error).__name__,

@@ -23,6 +23,7 @@ from typing import Any, Literal
 import dlt
 from dlt.common.configuration.inject import with_config
 from dlt.common.configuration.specs import known_sections
+from dlt.common.schema.typing import TColumnSchema, TWriteDispositionConfig
 from dlt.common.typing import TSecretStrValue
 from dlt.extract.items import DataItemWithMeta
 from dlt.sources import DltResource
@@ -62,7 +63,7 @@ def make_client(
 def _utc(value: dt.datetime | str | None) -> dt.datetime | None:
     if value is None or isinstance(value, dt.datetime):
         return value if value is None or value.tzinfo else value.replace(tzinfo=dt.UTC)
-    parsed = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    parsed = dt.datetime.fromisoformat(value)
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
@@ -122,19 +123,23 @@ def leads_resource(
     leads_per_batch: int,
 ) -> DltResource:
     """`leads` plus the `lead_tags` rows of the same leads, read in one pass."""
+    disposition: TWriteDispositionConfig
+    keys: dict[str, Any]
     if history:
-        disposition: dict[str, Any] = {"disposition": "merge", "strategy": "scd2"}
-        keys: dict[str, Any] = {"merge_key": "id"}
+        disposition, keys = {"disposition": "merge", "strategy": "scd2"}, {"merge_key": "id"}
     else:
         disposition = {"disposition": "merge", "strategy": "delete-insert"}
         keys = {"primary_key": "id"}
-    columns: dict[str, Any] = {"updated_at": {"dedup_sort": "desc"}}
+    columns: dict[str, TColumnSchema] = {"updated_at": {"dedup_sort": "desc"}}
     if delete_mode == "hard":
         columns["deleted_at"] = {"hard_delete": True}
 
     @dlt.resource(name="leads", write_disposition=disposition, columns=columns, **keys)
     def leads(
-        updated_at: dlt.sources.incremental[dt.datetime] = dlt.sources.incremental("updated_at"),
+        # dlt's idiom: the incremental is declared as the argument's default
+        updated_at: dlt.sources.incremental[dt.datetime] = dlt.sources.incremental(  # noqa: B008
+            "updated_at"
+        ),
     ) -> Iterator[Any]:
         now = dt.datetime.now(dt.UTC)
         window_start = updated_at.start_value
@@ -143,7 +148,7 @@ def leads_resource(
             return
         known = dlt.current.source_schema().tables.get("leads", {}).get("columns", {})
         builder = LeadTableBuilder(
-            {name: col["data_type"] for name, col in known.items() if "data_type" in col}
+            {name: data_type for name, col in known.items() if (data_type := col.get("data_type"))}
         )
         scanner = LeadScanner(client.leads, ScanSettings(per_page=settings.PER_PAGE, workers=workers))
         for batch in _batches(scanner.scan(window_start, window_end), leads_per_batch):
@@ -221,14 +226,14 @@ def _snapshot_date(value: dt.date | str | None) -> dt.date:
 
         interval_start = get_current_context()["data_interval_start"]
         return dt.date(interval_start.year, interval_start.month, interval_start.day)
-    except Exception:  # not running inside an Airflow task
+    except Exception:  # noqa: BLE001 - not inside an Airflow task (or no Airflow at all)
         return dt.datetime.now(dt.UTC).date()
 
 
 def analytics_resource(client: LeadRatClient, snapshot_date: dt.date) -> DltResource:
     """The three analytics reports as of `snapshot_date`, one snapshot per day."""
     date_from = snapshot_date - dt.timedelta(days=settings.ANALYTICS_DAYS - 1)
-    day_snapshot = {"disposition": "merge", "strategy": "delete-insert"}
+    day_snapshot: TWriteDispositionConfig = {"disposition": "merge", "strategy": "delete-insert"}
 
     @dlt.resource(
         name="analytics",

@@ -59,7 +59,7 @@ def run_status(request: LoadRequest) -> StatusReport:
     profile = get_profile(request.destination)
     name = pipeline_name_for(request, profile)
     try:
-        dlt.attach(name, pipelines_dir=request.pipelines_dir)
+        dlt.attach(name, pipelines_dir=request.pipelines_dir)  # type: ignore[arg-type]
     except CannotRestorePipelineException:
         raise ConfigurationError(
             f"no pipeline {name!r} has run on this machine yet "

@@ -20,7 +20,7 @@ def leadrat(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedP
             if not key.startswith(("SOURCES__", "DESTINATION__"))}
     return subprocess.run(
         [sys.executable, "-m", "leadrat_source.cli", *args],
-        env={**base, **env}, cwd=cwd, capture_output=True, text=True, timeout=120,
+        env={**base, **env}, cwd=cwd, capture_output=True, text=True, timeout=120, check=False,
     )
 
 

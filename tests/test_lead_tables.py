@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 
 import pyarrow as pa
 import pytest
@@ -95,7 +96,7 @@ def test_split_window_covers_the_window_without_overlap() -> None:
     end = dt.datetime(2026, 1, 2, 0, 0, 0, 7000, tzinfo=dt.UTC)
     slices = split_window(start, end, 7)
     assert slices[0][0] == start and slices[-1][1] == end
-    assert all(a[1] == b[0] for a, b in zip(slices, slices[1:], strict=False))
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(slices))
     assert all(a < b for a, b in slices) and len(slices) == 7
 
 

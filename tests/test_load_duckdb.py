@@ -133,8 +133,8 @@ def test_backfill_window_loads_only_that_window_and_keeps_the_cursor(
     since, until = stamps[200], stamps[400]
     warehouse = make_warehouse(server)
     warehouse.load(
-        since=dt.datetime.fromisoformat(since.replace("Z", "+00:00")),
-        until=dt.datetime.fromisoformat(until.replace("Z", "+00:00")),
+        since=dt.datetime.fromisoformat(since),
+        until=dt.datetime.fromisoformat(until),
         resources=["leads"],
     )
     loaded = {row["id"] for row in warehouse.rows("leads")}
