@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from leadrat_source.errors import QuotaExhausted
 from leadrat_source.lead_tables import parse_timestamp
 
 Lead = dict[str, Any]
@@ -93,6 +94,9 @@ class LeadScanner:
         self._api = leads_api
         self.settings = settings or ScanSettings()
         self.stats = ScanStats()
+        self.stopped_by: QuotaExhausted | None = None
+        #: slice id -> instant before which that slice has delivered everything
+        self._open: dict[int, dt.datetime] = {}
 
     def _filters(self, since: dt.datetime, until: dt.datetime) -> dict[str, Any]:
         return {
@@ -103,28 +107,59 @@ class LeadScanner:
         }
 
     def scan(self, since: dt.datetime, until: dt.datetime) -> Iterator[list[Lead]]:
+        """Every lead of the window, page by page.
+
+        When the daily quota runs out the scan ends early instead of failing, with
+        `stopped_by` set and `resume_point` the instant before which every lead has been
+        delivered: a caller that moves its cursor there resumes without a gap.
+        """
+        self.stopped_by = None
+        self._open = {0: since}
+        try:
+            yield from self._scan(since, until)
+        except QuotaExhausted as error:
+            self.stopped_by = error
+
+    @property
+    def resume_point(self) -> dt.datetime | None:
+        """Every lead updated before this instant was delivered (None: all were)."""
+        return min(self._open.values(), default=None)
+
+    def _deliver(self, slice_id: int, items: list[Lead]) -> list[Lead]:
+        """Note that a slice's leads up to the last of `items` have been handed on."""
+        self._open[slice_id] = parse_timestamp(items[-1]["updated_at"])
+        return items
+
+    def _scan(self, since: dt.datetime, until: dt.datetime) -> Iterator[list[Lead]]:
         first = self._api.list_page(per_page=self.settings.per_page, **self._filters(since, until))
         total = first.meta.get("total")
         self.stats.expected = total if isinstance(total, int) else None
         self.stats.add_page(len(first.items))
-        if first.items:
-            yield first.items
         cursor_mode = "next_cursor" in first.meta
         if not first.items or (cursor_mode and first.next_cursor is None):
+            if first.items:
+                yield self._deliver(0, first.items)
+            del self._open[0]
             return
+        yield self._deliver(0, first.items)
         pages_left = (total or 0) // self.settings.per_page
         slice_count = min(self.settings.workers * 2, pages_left // self.settings.pages_per_slice)
         if slice_count < 2 or self.settings.workers <= 1:
             if cursor_mode:
-                yield from self._follow_cursor(first.next_cursor, since, until)
+                rest = self._follow_cursor(first.next_cursor, since, until)
             else:
-                yield from self._scan_pages(since, until, after=_keyset(first.items[-1]))
+                rest = self._scan_pages(since, until, after=_keyset(first.items[-1]))
+            for items in rest:
+                yield self._deliver(0, items)
+            del self._open[0]
             return
         # Re-window the rest: it starts at the last lead of the first page; leads at that
         # very instant that the first page already had are skipped by keyset.
         last_seen = _keyset(first.items[-1])
         slices = split_window(last_seen[0], until, slice_count)
         self.stats.slices = len(slices)
+        del self._open[0]
+        self._open.update({index: start for index, (start, _) in enumerate(slices, 1)})
         yield from self._scan_concurrently(slices, last_seen, cursor_mode)
 
     def _follow_cursor(self, cursor: str | None, since: dt.datetime, until: dt.datetime,
@@ -195,12 +230,13 @@ class LeadScanner:
     def _scan_concurrently(self, slices: list[tuple[dt.datetime, dt.datetime]],
                            after: Keyset, cursor_mode: bool,
                            ) -> Iterator[list[Lead]]:
-        pages: queue.Queue[list[Lead] | BaseException | None] = queue.Queue(
+        # (slice id, leads | the error that ended the slice | None when it is done)
+        pages: queue.Queue[tuple[int, list[Lead] | BaseException | None]] = queue.Queue(
             self.settings.buffered_pages
         )
         stop = threading.Event()
 
-        def put(item: list[Lead] | BaseException | None) -> None:
+        def put(item: tuple[int, list[Lead] | BaseException | None]) -> None:
             while not stop.is_set():
                 try:
                     pages.put(item, timeout=0.2)
@@ -208,30 +244,28 @@ class LeadScanner:
                 except queue.Full:
                     continue
 
-        def read_slice(window: tuple[dt.datetime, dt.datetime]) -> None:
+        def read_slice(slice_id: int, window: tuple[dt.datetime, dt.datetime]) -> None:
             try:
                 for items in self._scan_slice(window[0], window[1], after, cursor_mode):
                     if stop.is_set():
                         return
-                    put(items)
+                    put((slice_id, items))
+                put((slice_id, None))
             except BaseException as error:  # noqa: BLE001 - handed to the consuming thread, raised there
-                put(error)
-            finally:
-                put(None)
+                put((slice_id, error))
 
         executor = ThreadPoolExecutor(self.settings.workers, thread_name_prefix="leadrat-scan")
         try:
-            for window in slices:
-                executor.submit(read_slice, window)
-            running = len(slices)
-            while running:
-                item = pages.get()
+            for slice_id, window in enumerate(slices, 1):
+                executor.submit(read_slice, slice_id, window)
+            while self._open:
+                slice_id, item = pages.get()
                 if item is None:
-                    running -= 1
+                    del self._open[slice_id]
                 elif isinstance(item, BaseException):
                     raise item
                 else:
-                    yield item
+                    yield self._deliver(slice_id, item)
         finally:
             stop.set()
             executor.shutdown(wait=True, cancel_futures=True)

@@ -21,7 +21,7 @@ from leadrat_source import settings
 from leadrat_source.client import LeadRatClient
 from leadrat_source.destinations import DestinationProfile, get_profile
 from leadrat_source.errors import ConfigurationError
-from leadrat_source.source import RESOURCE_NAMES, leadrat_source, make_client
+from leadrat_source.source import RESOURCE_NAMES, RunNotes, leadrat_source, make_client
 
 log = logging.getLogger("leadrat_source.load")
 
@@ -148,7 +148,8 @@ def run_load(request: LoadRequest, client: LeadRatClient | None = None) -> LoadS
         if request.since is not None and until is None:
             # a window with no end would otherwise fall back to the incremental state
             until = dt.datetime.now(dt.UTC)
-        source = leadrat_source(since=request.since, until=until, client=api)
+        notes = RunNotes()
+        source = leadrat_source(since=request.since, until=until, client=api, notes=notes)
         if resources:
             source = source.with_resources(*resources)
         run_args: dict[str, Any] = {"loader_file_format": profile.loader_file_format}
@@ -168,6 +169,11 @@ def run_load(request: LoadRequest, client: LeadRatClient | None = None) -> LoadS
         summary.retries = stats.retries - before.retries
         summary.rate_limited = stats.rate_limited - before.rate_limited
         summary.seconds = time.monotonic() - started
+        if notes.quota_exhausted is not None:
+            # what was read is loaded and the cursor set to resume; still a failed run
+            for line in summary.lines():
+                log.info("%s", line)
+            raise notes.quota_exhausted
         return summary
     finally:
         if client is None:

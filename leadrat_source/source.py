@@ -17,8 +17,9 @@ Tables (dataset `leadrat` by default) and how each is kept equal to LeadRat:
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Sequence
-from typing import Any, Literal
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
 
 import dlt
 from dlt.common.configuration.inject import with_config
@@ -31,11 +32,20 @@ from dlt.sources import DltResource
 from leadrat_source import settings
 from leadrat_source.client import LeadRatClient
 from leadrat_source.contract import DEFAULT_BASE_URL
-from leadrat_source.errors import ConfigurationError
+from leadrat_source.errors import ConfigurationError, QuotaExhausted
 from leadrat_source.lead_scan import LeadScanner, ScanSettings
 from leadrat_source.lead_tables import NO_TAGS_MARKER, LeadTableBuilder, lead_tags_table
 
 DeleteMode = Literal["soft", "hard"]
+T = TypeVar("T")
+
+
+@dataclass
+class RunNotes:
+    """What the resources tell the caller of a run (a dlt source has no return channel)."""
+
+    #: The daily quota ran out: what was read is loaded, and the next run resumes.
+    quota_exhausted: QuotaExhausted | None = None
 RESOURCE_NAMES = ("leads", "pipelines", "analytics")
 
 
@@ -80,6 +90,7 @@ def leadrat_source(
     snapshot_date: dt.date | str | None = None,
     external_scheduler: bool = False,
     client: LeadRatClient | None = None,
+    notes: RunNotes | None = None,
 ) -> Sequence[DltResource]:
     """LeadRat as dlt resources `leads` (with `lead_tags`), `pipelines` and `analytics`.
 
@@ -88,7 +99,9 @@ def leadrat_source(
     seconds earlier. With `external_scheduler` (the Airflow DAG sets it) the scheduler's
     data interval is the window, so a backfill or re-run of an interval loads that
     interval. `client` lets a caller share its client (and read its request
-    counters); by default one is built from the `sources.leadrat` configuration.
+    counters); by default one is built from the `sources.leadrat` configuration. `notes`
+    receives what the resources report back, e.g. that the daily quota ran out: the run
+    then loads what it read, consistently, and the caller decides how to report it.
     """
     if delete_mode not in ("soft", "hard"):
         raise ConfigurationError(
@@ -96,6 +109,7 @@ def leadrat_source(
             "(sources.leadrat.delete_mode)"
         )
     api = client or make_client()
+    notes = notes if notes is not None else RunNotes()
     start = _utc(since) or _utc(initial_updated_at)
     updated_at = dlt.sources.incremental[dt.datetime](
         "updated_at",
@@ -109,14 +123,15 @@ def leadrat_source(
         allow_external_schedulers=external_scheduler,
     )
     return (
-        leads_resource(api, delete_mode, history, workers, leads_per_batch)(updated_at),  # type: ignore[arg-type]
-        pipelines_resource(api),
-        analytics_resource(api, _snapshot_date(snapshot_date)),
+        leads_resource(api, notes, delete_mode, history, workers, leads_per_batch)(updated_at),  # type: ignore[arg-type]
+        pipelines_resource(api, notes),
+        analytics_resource(api, notes, _snapshot_date(snapshot_date)),
     )
 
 
 def leads_resource(
     client: LeadRatClient,
+    notes: RunNotes,
     delete_mode: DeleteMode | str,
     history: bool,
     workers: int,
@@ -158,6 +173,13 @@ def leads_resource(
             if delete_mode == "hard":
                 batch = [{**lead, "tags": []} if lead.get("deleted_at") else lead for lead in batch]
             yield _lead_tags_item(batch)
+        if scanner.stopped_by is not None:
+            # Keep what was read, and move the cursor back to where the gap-free part ends
+            # (concurrent slices leave holes above it), so the next run fills the rest.
+            notes.quota_exhausted = scanner.stopped_by
+            resume_point = scanner.resume_point
+            if resume_point is not None and updated_at.end_value is None:
+                updated_at.get_state()["last_value"] = resume_point
 
     return leads
 
@@ -188,20 +210,32 @@ def _batches(pages: Iterator[list[dict[str, Any]]], size: int) -> Iterator[list[
         yield batch
 
 
-def pipelines_resource(client: LeadRatClient) -> DltResource:
+def _unless_quota_spent(notes: RunNotes, read: Callable[[], T]) -> T | None:
+    """`read()`, or None (noted) when the daily quota is spent: the table keeps its rows."""
+    try:
+        return read()
+    except QuotaExhausted as error:
+        notes.quota_exhausted = error
+        return None
+
+
+def pipelines_resource(client: LeadRatClient, notes: RunNotes) -> DltResource:
     """`pipelines` and `pipeline_stages`, replaced in full: there are few, and replacing is
     the only way to notice a pipeline or stage that was removed."""
 
     @dlt.resource(name="pipelines", write_disposition="replace", primary_key="id")
     def pipelines() -> Iterator[Any]:
-        stages: list[dict[str, Any]] = []
-        rows: list[dict[str, Any]] = []
-        for pipeline in client.pipelines.iter(per_page=settings.PER_PAGE):
-            rows.append({k: v for k, v in pipeline.items() if k != "stages"})
-            stages.extend(
-                {"pipeline_id": pipeline["id"], **stage} for stage in pipeline.get("stages") or ()
-            )
-        yield rows
+        pipelines = _unless_quota_spent(
+            notes, lambda: list(client.pipelines.iter(per_page=settings.PER_PAGE))
+        )
+        if pipelines is None:
+            return
+        yield [{k: v for k, v in pipeline.items() if k != "stages"} for pipeline in pipelines]
+        stages = [
+            {"pipeline_id": pipeline["id"], **stage}
+            for pipeline in pipelines
+            for stage in pipeline.get("stages") or ()
+        ]
         yield dlt.mark.with_hints(
             stages,
             dlt.mark.make_hints(
@@ -230,7 +264,8 @@ def _snapshot_date(value: dt.date | str | None) -> dt.date:
         return dt.datetime.now(dt.UTC).date()
 
 
-def analytics_resource(client: LeadRatClient, snapshot_date: dt.date) -> DltResource:
+def analytics_resource(client: LeadRatClient, notes: RunNotes, snapshot_date: dt.date
+                       ) -> DltResource:
     """The three analytics reports as of `snapshot_date`, one snapshot per day."""
     date_from = snapshot_date - dt.timedelta(days=settings.ANALYTICS_DAYS - 1)
     day_snapshot: TWriteDispositionConfig = {"disposition": "merge", "strategy": "delete-insert"}
@@ -242,15 +277,22 @@ def analytics_resource(client: LeadRatClient, snapshot_date: dt.date) -> DltReso
         primary_key="snapshot_date",
     )
     def analytics() -> Iterator[Any]:
-        summary = client.analytics.summary(date_from=date_from, date_to=snapshot_date)
+        # all three read before any is written, so a day's snapshot is never half new
+        reports = _unless_quota_spent(
+            notes,
+            lambda: (
+                client.analytics.summary(date_from, snapshot_date),
+                client.analytics.sources(date_from, snapshot_date),
+                client.analytics.funnel(date_from, snapshot_date),
+            ),
+        )
+        if reports is None:
+            return
+        summary, sources, funnel = reports
         yield {"snapshot_date": snapshot_date, **summary}
         for table, rows, key in (
-            ("analytics_sources", client.analytics.sources(date_from, snapshot_date), ["source"]),
-            (
-                "analytics_funnel",
-                client.analytics.funnel(date_from, snapshot_date),
-                ["pipeline_id", "stage_id"],
-            ),
+            ("analytics_sources", sources, ["source"]),
+            ("analytics_funnel", funnel, ["pipeline_id", "stage_id"]),
         ):
             yield dlt.mark.with_hints(
                 [{"snapshot_date": snapshot_date, **row} for row in rows],

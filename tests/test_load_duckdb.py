@@ -188,3 +188,35 @@ def test_a_load_at_the_plan_limit_uses_the_budget_without_429s(
     # the budget allows 20 requests per 2 s: finishing close to that pace uses it fully
     minimum = (summary.requests / 20 - 1) * 2.0
     assert minimum <= elapsed <= minimum * 1.6 + 6, (summary.requests, elapsed)
+
+
+def test_a_spent_daily_quota_keeps_what_was_read_and_the_next_run_resumes(
+    make_sandbox: Callable[..., Any], make_warehouse: Callable[..., Any],
+    make_client: Callable[..., Any], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from leadrat_source.errors import QuotaExhausted
+
+    monkeypatch.setenv("SOURCES__LEADRAT__LEADS_PER_BATCH", "300")
+    server = make_sandbox(leads=2_500, seed=47, rate_limit=0, daily_cap=16)
+    warehouse = make_warehouse(server)
+    # each credential has its own daily budget: switching plays "the next day"
+    credentials = [{"api_key": server.read_key}, {"api_key": server.read_write_key},
+                   {"bearer_token": server.bearer_token}]
+    loaded_before, runs = 0, 0
+    for credential in credentials:
+        warehouse.client = make_client(server, **credential)
+        runs += 1
+        try:
+            warehouse.load()
+            break
+        except QuotaExhausted as error:
+            assert error.resets_at is not None
+            loaded = len(warehouse.rows("leads"))
+            assert loaded > loaded_before, "a run stopped by the quota saved nothing"
+            loaded_before = loaded
+    else:
+        pytest.fail("three days of quota did not finish a load of 25 pages")
+    assert runs >= 2, "the quota never ran out; the test proves nothing"
+    assert_equal_to_sandbox(warehouse)
+    requests = server.stats()["requests"]
+    assert requests <= math.ceil(2_500 / 100) + runs * HANDFUL, "a resumed run re-read leads"
