@@ -22,7 +22,8 @@ PROJECT_DIR = Path(__file__).resolve().parents[1]
 AIRFLOW = PROJECT_DIR / ".venv-airflow" / "bin" / "airflow"
 DAGS_FOLDER = PROJECT_DIR / "pipelines"
 DAG_FILE = DAGS_FOLDER / "leadrat_dag.py"
-LOAD_TASK = "leadrat_load.leadrat"
+# the task group names its task after the dlt pipeline: one per profile, duckdb here
+LOAD_TASK = "leadrat_load.leadrat_duckdb"
 
 
 @pytest.fixture(scope="module")
