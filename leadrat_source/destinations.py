@@ -14,6 +14,7 @@ from typing import Any
 
 import dlt
 from dlt.common.destination import Destination
+from dlt.common.destination.capabilities import LOADER_FILE_FORMATS, TLoaderFileFormat
 
 from leadrat_source.errors import ConfigurationError
 
@@ -30,7 +31,7 @@ DEFAULT_DUCKDB_FILE = "leadrat_warehouse.duckdb"
 class DestinationProfile:
     name: str
     destination_type: str
-    loader_file_format: str | None = None
+    loader_file_format: TLoaderFileFormat | None = None
     dataset_name: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
 
@@ -84,10 +85,16 @@ def load_profiles(path: Path | None = None) -> dict[str, DestinationProfile]:
                     f"profile [{name}] in {path} holds '{key}': secrets do not belong in "
                     f"{PROFILES_FILE}; set DESTINATION__{name.upper()}__CREDENTIALS instead"
                 )
+        file_format = settings.pop("loader_file_format", None)
+        if file_format is not None and file_format not in LOADER_FILE_FORMATS:
+            raise ConfigurationError(
+                f"profile [{name}] in {path}: loader_file_format {file_format!r} is not one of "
+                f"{', '.join(sorted(LOADER_FILE_FORMATS))}"
+            )
         profiles[name] = DestinationProfile(
             name=name,
             destination_type=settings.pop("destination_type"),
-            loader_file_format=settings.pop("loader_file_format", None),
+            loader_file_format=file_format,
             dataset_name=settings.pop("dataset_name", None),
             settings=settings,
         )

@@ -51,6 +51,10 @@ class ScanSettings:
     include_deleted: bool = True
     #: Pages buffered between the reading threads and dlt; bounds memory.
     buffered_pages: int = 32
+    #: A window holding more leads than this is read only up to an instant chosen so
+    #: that about this many fall before it (`scanned_until`); None reads it all. This
+    #: lets a huge first load run as several loads of bounded size.
+    max_leads: int | None = None
 
 
 @dataclass
@@ -75,15 +79,19 @@ def _keyset(lead: Mapping[str, Any]) -> Keyset:
     return parse_timestamp(lead["updated_at"]), lead["id"]
 
 
-def split_window(start: dt.datetime, end: dt.datetime, parts: int) -> list[tuple[dt.datetime, dt.datetime]]:
+def _floor_ms(instant: dt.datetime) -> dt.datetime:
+    """The instant at the API's millisecond precision."""
+    return instant.replace(microsecond=instant.microsecond // 1000 * 1000)
+
+
+def split_window(
+    start: dt.datetime, end: dt.datetime, parts: int
+) -> list[tuple[dt.datetime, dt.datetime]]:
     """Cut `[start, end)` into `parts` adjacent windows of equal length (millisecond edges)."""
     if parts <= 1 or end <= start:
         return [(start, end)]
     step = (end - start) / parts
-    edges = [start] + [
-        (start + step * i).replace(microsecond=(start + step * i).microsecond // 1000 * 1000)
-        for i in range(1, parts)
-    ] + [end]
+    edges = [start, *(_floor_ms(start + step * i) for i in range(1, parts)), end]
     return [(a, b) for a, b in itertools.pairwise(edges) if a < b]
 
 
@@ -95,6 +103,8 @@ class LeadScanner:
         self.settings = settings or ScanSettings()
         self.stats = ScanStats()
         self.stopped_by: QuotaExhausted | None = None
+        #: the end of the part of the window that was read (see ScanSettings.max_leads)
+        self.scanned_until: dt.datetime | None = None
         #: slice id -> instant before which that slice has delivered everything
         self._open: dict[int, dt.datetime] = {}
 
@@ -114,6 +124,7 @@ class LeadScanner:
         delivered: a caller that moves its cursor there resumes without a gap.
         """
         self.stopped_by = None
+        self.scanned_until = until
         self._open = {0: since}
         try:
             yield from self._scan(since, until)
@@ -156,6 +167,15 @@ class LeadScanner:
         # Re-window the rest: it starts at the last lead of the first page; leads at that
         # very instant that the first page already had are skipped by keyset.
         last_seen = _keyset(first.items[-1])
+        if self.settings.max_leads and total and total > self.settings.max_leads:
+            # assume leads spread evenly in time; a skewed spread gives a smaller or larger
+            # part, never a wrong one
+            share = (until - last_seen[0]) * (self.settings.max_leads / total)
+            until = self.scanned_until = max(
+                last_seen[0] + dt.timedelta(milliseconds=1), _floor_ms(last_seen[0] + share)
+            )
+            slice_count = min(slice_count, max(2, self.settings.max_leads // (
+                self.settings.per_page * self.settings.pages_per_slice)))
         slices = split_window(last_seen[0], until, slice_count)
         self.stats.slices = len(slices)
         del self._open[0]

@@ -134,7 +134,11 @@ def finish_interrupted(pipeline: Pipeline) -> int:
 
 
 def run_load(request: LoadRequest, client: LeadRatClient | None = None) -> LoadSummary:
-    """Run one load; raises the client's errors (auth, quota, ...) and dlt's on failure."""
+    """Run one load; raises the client's errors (auth, quota, ...) and dlt's on failure.
+
+    A first load larger than `max_leads_per_run` runs as several dlt runs in a row, each
+    committing its part, until the leads are caught up.
+    """
     resources = check_resources(request.resources)
     profile = get_profile(request.destination)
     pipeline = make_pipeline(request, profile)
@@ -148,22 +152,24 @@ def run_load(request: LoadRequest, client: LeadRatClient | None = None) -> LoadS
         if request.since is not None and until is None:
             # a window with no end would otherwise fall back to the incremental state
             until = dt.datetime.now(dt.UTC)
-        notes = RunNotes()
-        source = leadrat_source(since=request.since, until=until, client=api, notes=notes)
-        if resources:
-            source = source.with_resources(*resources)
-        run_args: dict[str, Any] = {"loader_file_format": profile.loader_file_format}
-        if request.full_refresh:
-            run_args["refresh"] = "drop_sources"
-        info: LoadInfo = pipeline.run(source, **run_args)
-        info.raise_on_failed_jobs()
-        trace = pipeline.last_trace
-        if trace and trace.last_normalize_info:
-            summary.rows = {
-                table: count
-                for table, count in trace.last_normalize_info.row_counts.items()
-                if not table.startswith("_dlt")
-            }
+        refresh: dict[str, Any] = {"refresh": "drop_sources"} if request.full_refresh else {}
+        selected = resources
+        while True:
+            notes = RunNotes()
+            source = leadrat_source(since=request.since, until=until, client=api, notes=notes)
+            if selected:
+                source = source.with_resources(*selected)
+            info: LoadInfo = pipeline.run(
+                source,
+                loader_file_format=profile.loader_file_format,  # type: ignore[arg-type]
+                **refresh,
+            )
+            info.raise_on_failed_jobs()
+            _count_rows(pipeline, summary)
+            if notes.quota_exhausted is not None or not notes.more_to_load:
+                break
+            log.info("loaded a part of the leads (%s so far); going on", summary.rows.get("leads"))
+            refresh, selected = {}, ["leads"]  # the other resources are done
         stats = api.stats.snapshot()
         summary.requests = stats.requests - before.requests
         summary.retries = stats.retries - before.retries
@@ -178,3 +184,12 @@ def run_load(request: LoadRequest, client: LeadRatClient | None = None) -> LoadS
     finally:
         if client is None:
             api.close()
+
+
+def _count_rows(pipeline: Pipeline, summary: LoadSummary) -> None:
+    """Add the rows of the pipeline's last run to the summary."""
+    trace = pipeline.last_trace
+    if trace and trace.last_normalize_info:
+        for table, count in trace.last_normalize_info.row_counts.items():
+            if not table.startswith("_dlt"):
+                summary.rows[table] = summary.rows.get(table, 0) + count

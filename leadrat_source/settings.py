@@ -17,6 +17,9 @@ DEFAULT_WORKERS: Final = 8
 #: Rows per Arrow table handed to dlt: large enough to amortise per-item overhead in dlt,
 #: small enough to keep memory flat.
 LEADS_PER_BATCH: Final = 5_000
+#: A first load of more leads than this runs as several loads (each extract, normalize
+#: and load) of about this many, so memory stays flat and progress is saved as it goes.
+MAX_LEADS_PER_RUN: Final = 100_000
 #: Analytics cover this many days up to and including the snapshot date.
 ANALYTICS_DAYS: Final = 30
 DATASET_NAME: Final = "leadrat"

@@ -46,6 +46,8 @@ class RunNotes:
 
     #: The daily quota ran out: what was read is loaded, and the next run resumes.
     quota_exhausted: QuotaExhausted | None = None
+    #: Only a part of a huge window was read (`max_leads_per_run`): load again to go on.
+    more_to_load: bool = False
 RESOURCE_NAMES = ("leads", "pipelines", "analytics")
 
 
@@ -87,6 +89,7 @@ def leadrat_source(
     history: bool = False,
     workers: int = settings.DEFAULT_WORKERS,
     leads_per_batch: int = settings.LEADS_PER_BATCH,
+    max_leads_per_run: int = settings.MAX_LEADS_PER_RUN,
     snapshot_date: dt.date | str | None = None,
     external_scheduler: bool = False,
     client: LeadRatClient | None = None,
@@ -123,7 +126,9 @@ def leadrat_source(
         allow_external_schedulers=external_scheduler,
     )
     return (
-        leads_resource(api, notes, delete_mode, history, workers, leads_per_batch)(updated_at),  # type: ignore[arg-type]
+        leads_resource(
+            api, notes, delete_mode, history, workers, leads_per_batch, max_leads_per_run
+        )(updated_at),  # type: ignore[arg-type]
         pipelines_resource(api, notes),
         analytics_resource(api, notes, _snapshot_date(snapshot_date)),
     )
@@ -136,6 +141,7 @@ def leads_resource(
     history: bool,
     workers: int,
     leads_per_batch: int,
+    max_leads_per_run: int,
 ) -> DltResource:
     """`leads` plus the `lead_tags` rows of the same leads, read in one pass."""
     disposition: TWriteDispositionConfig
@@ -165,7 +171,12 @@ def leads_resource(
         builder = LeadTableBuilder(
             {name: data_type for name, col in known.items() if (data_type := col.get("data_type"))}
         )
-        scanner = LeadScanner(client.leads, ScanSettings(per_page=settings.PER_PAGE, workers=workers))
+        # a backfill window (end_value) keeps no state to resume from: read it in one go
+        chunk = max_leads_per_run if updated_at.end_value is None else None
+        scanner = LeadScanner(
+            client.leads,
+            ScanSettings(per_page=settings.PER_PAGE, workers=workers, max_leads=chunk),
+        )
         for batch in _batches(scanner.scan(window_start, window_end), leads_per_batch):
             table = builder.leads_table(batch)
             # scd2 needs dlt's row hash in `_dlt_id`, which only the row normalizer adds
@@ -180,6 +191,14 @@ def leads_resource(
             resume_point = scanner.resume_point
             if resume_point is not None and updated_at.end_value is None:
                 updated_at.get_state()["last_value"] = resume_point
+        elif (scanned_until := scanner.scanned_until) is not None and scanned_until < window_end:
+            # A part of a huge window is loaded: everything before `scanned_until` was
+            # read, so the cursor may stand there even if no lead was as late.
+            state = updated_at.get_state()
+            cursor = state.get("last_value")
+            if cursor is None or cursor < scanned_until:
+                state["last_value"] = scanned_until
+            notes.more_to_load = True
 
     return leads
 

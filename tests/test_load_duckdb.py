@@ -220,3 +220,20 @@ def test_a_spent_daily_quota_keeps_what_was_read_and_the_next_run_resumes(
     assert_equal_to_sandbox(warehouse)
     requests = server.stats()["requests"]
     assert requests <= math.ceil(2_500 / 100) + runs * HANDFUL, "a resumed run re-read leads"
+
+
+def test_a_huge_first_load_runs_as_several_bounded_loads(
+    make_sandbox: Callable[..., Any], make_warehouse: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SOURCES__LEADRAT__MAX_LEADS_PER_RUN", "700")
+    server = make_sandbox(leads=3_000, seed=53, rate_limit=0)
+    warehouse = make_warehouse(server)
+    summary = warehouse.load()
+    assert_equal_to_sandbox(warehouse)
+    loads = warehouse.rows("_dlt_loads")
+    assert len(loads) >= 3, "the first load was not split"
+    assert summary.requests <= math.ceil(3_000 / 100) + len(loads) * HANDFUL
+    server.churn(100)
+    warehouse.load()
+    assert_equal_to_sandbox(warehouse)
