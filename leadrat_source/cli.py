@@ -73,6 +73,13 @@ def _names(value: str) -> list[str]:
     return [name.strip() for name in value.split(",") if name.strip()]
 
 
+def _report(lines: list[str]) -> int:
+    """Print a command's closing report on stdout (logs go to stderr)."""
+    for line in lines:
+        print(line)
+    return EXIT_OK
+
+
 def cmd_load(args: argparse.Namespace) -> int:
     from leadrat_source.load import run_load
 
@@ -87,9 +94,7 @@ def cmd_load(args: argparse.Namespace) -> int:
             full_refresh=args.full_refresh,
         )
     )
-    for line in summary.lines():
-        print(line)
-    return EXIT_OK
+    return _report(summary.lines())
 
 
 def cmd_reverse_sync(args: argparse.Namespace) -> int:
@@ -109,9 +114,7 @@ def cmd_reverse_sync(args: argparse.Namespace) -> int:
             batch_rows=args.batch_rows,
         )
     )
-    for line in summary.lines():
-        print(line)
-    return EXIT_OK
+    return _report(summary.lines())
 
 
 def _target(args: argparse.Namespace) -> LoadRequest:
@@ -123,17 +126,13 @@ def _target(args: argparse.Namespace) -> LoadRequest:
 def cmd_check(args: argparse.Namespace) -> int:
     from leadrat_source.check import run_check
 
-    for line in run_check(_target(args)).lines():
-        print(line)
-    return EXIT_OK
+    return _report(run_check(_target(args)).lines())
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     from leadrat_source.status import run_status
 
-    for line in run_status(_target(args)).lines():
-        print(line)
-    return EXIT_OK
+    return _report(run_status(_target(args)).lines())
 
 
 def exit_code_for(error: BaseException) -> int:
