@@ -21,6 +21,7 @@ from leadrat_source.errors import (
     PermissionDenied,
     QuotaExhausted,
 )
+from leadrat_source.lead_tables import parse_timestamp
 from leadrat_source.load import LoadRequest
 from leadrat_source.sandbox.cli import add_sandbox_parser
 
@@ -60,13 +61,12 @@ def configure_logging(log_format: str, verbose: bool) -> None:
 
 def _timestamp(value: str) -> dt.datetime:
     try:
-        parsed = dt.datetime.fromisoformat(value)
+        return parse_timestamp(value)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{value!r} is not an ISO 8601 date or timestamp (e.g. 2026-01-31 or "
             "2026-01-31T12:00:00Z)"
         ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 def _names(value: str) -> list[str]:

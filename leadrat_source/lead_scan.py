@@ -147,7 +147,10 @@ class LeadScanner:
         self.stats.expected = total if isinstance(total, int) else None
         self.stats.add_page(len(first.items))
         cursor_mode = "next_cursor" in first.meta
-        if not first.items or (cursor_mode and first.next_cursor is None):
+        last_page = first.next_cursor is None if cursor_mode else (
+            len(first.items) < self.settings.per_page
+        )
+        if not first.items or last_page:
             if first.items:
                 yield self._deliver(0, first.items)
             del self._open[0]

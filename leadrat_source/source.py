@@ -34,7 +34,12 @@ from leadrat_source.client import LeadRatClient
 from leadrat_source.contract import DEFAULT_BASE_URL
 from leadrat_source.errors import ConfigurationError, QuotaExhausted
 from leadrat_source.lead_scan import LeadScanner, ScanSettings
-from leadrat_source.lead_tables import NO_TAGS_MARKER, LeadTableBuilder, lead_tags_table
+from leadrat_source.lead_tables import (
+    NO_TAGS_MARKER,
+    LeadTableBuilder,
+    lead_tags_table,
+    parse_timestamp,
+)
 
 DeleteMode = Literal["soft", "hard"]
 T = TypeVar("T")
@@ -48,6 +53,8 @@ class RunNotes:
     quota_exhausted: QuotaExhausted | None = None
     #: Only a part of a huge window was read (`max_leads_per_run`): load again to go on.
     more_to_load: bool = False
+
+
 RESOURCE_NAMES = ("leads", "pipelines", "analytics")
 
 
@@ -70,13 +77,6 @@ def make_client(
         base_url=base_url, api_key=api_key or None, bearer_token=bearer_token or None,
         timeout=timeout, max_attempts=max_attempts,
     )
-
-
-def _utc(value: dt.datetime | str | None) -> dt.datetime | None:
-    if value is None or isinstance(value, dt.datetime):
-        return value if value is None or value.tzinfo else value.replace(tzinfo=dt.UTC)
-    parsed = dt.datetime.fromisoformat(value)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
 @dlt.source(name="leadrat", section="leadrat", max_table_nesting=0)
@@ -113,11 +113,10 @@ def leadrat_source(
         )
     api = client or make_client()
     notes = notes if notes is not None else RunNotes()
-    start = _utc(since) or _utc(initial_updated_at)
     updated_at = dlt.sources.incremental[dt.datetime](
         "updated_at",
-        initial_value=start,
-        end_value=_utc(until),
+        initial_value=parse_timestamp(since or initial_updated_at),
+        end_value=parse_timestamp(until) if until else None,
         lag=lookback_seconds,
         range_end="open",
         # duplicates at the boundary are harmless (rows are merged on their keys), and the
