@@ -22,5 +22,7 @@ LEADS_PER_BATCH: Final = 5_000
 MAX_LEADS_PER_RUN: Final = 100_000
 #: Analytics cover this many days up to and including the snapshot date.
 ANALYTICS_DAYS: Final = 30
+#: A long scan logs how far it got this often.
+PROGRESS_SECONDS: Final = 5.0
 DATASET_NAME: Final = "leadrat"
 PIPELINE_NAME: Final = "leadrat"

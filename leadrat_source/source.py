@@ -17,6 +17,8 @@ Tables (dataset `leadrat` by default) and how each is kept equal to LeadRat:
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
@@ -40,6 +42,8 @@ from leadrat_source.lead_tables import (
     lead_tags_table,
     parse_timestamp,
 )
+
+log = logging.getLogger("leadrat_source.source")
 
 DeleteMode = Literal["soft", "hard"]
 T = TypeVar("T")
@@ -176,7 +180,12 @@ def leads_resource(
             client.leads,
             ScanSettings(per_page=settings.PER_PAGE, workers=workers, max_leads=chunk),
         )
+        last_report = time.monotonic()
         for batch in _batches(scanner.scan(window_start, window_end), leads_per_batch):
+            if time.monotonic() - last_report >= settings.PROGRESS_SECONDS:
+                last_report = time.monotonic()
+                log.info("leads: %d read of about %s", scanner.stats.leads,
+                         scanner.stats.expected or "?")
             table = builder.leads_table(batch)
             # scd2 needs dlt's row hash in `_dlt_id`, which only the row normalizer adds
             yield table.to_pylist() if history else table
@@ -241,7 +250,10 @@ def pipelines_resource(client: LeadRatClient, notes: RunNotes) -> DltResource:
     """`pipelines` and `pipeline_stages`, replaced in full: there are few, and replacing is
     the only way to notice a pipeline or stage that was removed."""
 
-    @dlt.resource(name="pipelines", write_disposition="replace", primary_key="id")
+    # parallelized: fetched in dlt's worker threads while the leads are being read
+    @dlt.resource(
+        name="pipelines", write_disposition="replace", primary_key="id", parallelized=True
+    )
     def pipelines() -> Iterator[Any]:
         pipelines = _unless_quota_spent(
             notes, lambda: list(client.pipelines.iter(per_page=settings.PER_PAGE))
@@ -290,6 +302,7 @@ def analytics_resource(client: LeadRatClient, notes: RunNotes, snapshot_date: dt
 
     @dlt.resource(
         name="analytics",
+        parallelized=True,
         table_name="analytics_summary",
         write_disposition=day_snapshot,
         primary_key="snapshot_date",
