@@ -85,13 +85,10 @@ def test_killed_run_resumes_and_every_row_lands_once_in_effect(
 
 def test_postgres_push_and_unchanged_rerun(
     make_sandbox: Callable[..., Sandbox], make_client: Callable[..., Any],
-    postgres_url: str, postgres_schema: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    postgres_url: str, dlt_postgres_credentials: str, postgres_schema: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    url = sa.make_url(postgres_url)
-    # dlt insists on a password; the test server's trust auth ignores it
-    url = url if url.password else url.set(password="trust")
-    monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS",
-                       url.render_as_string(hide_password=False))
+    monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", dlt_postgres_credentials)
     server = make_sandbox(leads=60, rate_limit=0)
     client = make_client(server)
     leads = [lead for lead in server.export_leads() if lead["deleted_at"] is None][:25]
@@ -118,3 +115,34 @@ def test_postgres_push_and_unchanged_rerun(
     assert all({"pg", "scored"} <= set(stored[lead["id"]]["tags"]) for lead in leads)
     assert (second.sent, second.skipped_unchanged) == (0, 25)
     assert server.stats()["requests"] == 0
+
+
+def test_postgres_input_is_read_in_chunks_and_a_missing_table_is_clear(
+    postgres_url: str, dlt_postgres_credentials: str, postgres_schema: str, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import dlt
+
+    from leadrat_source.destinations import get_profile
+    from leadrat_source.errors import ConfigurationError
+    from leadrat_source.reverse_sync.reader import InputSpec, iter_chunks
+
+    monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", dlt_postgres_credentials)
+    engine = sqlalchemy_engine(postgres_url)
+    with engine.begin() as connection:
+        connection.execute(sa.text(f'create schema "{postgres_schema}"'))
+        connection.execute(sa.text(
+            f'create table "{postgres_schema}".lead_scores as select \'lead_\' || n as lead_id, '
+            "n % 100 as score from generate_series(1, 2500) as n"))
+    engine.dispose()
+    pipeline = dlt.pipeline("reader_check", destination=get_profile("postgres").destination(),
+                            dataset_name=postgres_schema, pipelines_dir=str(tmp_path))
+
+    chunks = list(iter_chunks(pipeline.dataset(), InputSpec(), chunk_rows=1000))
+    assert [len(rows) for _, rows in chunks] == [1000, 1000, 500]
+    assert chunks[0][0] == ["lead_id", "score"]
+    assert len({row["lead_id"] for _, rows in chunks for row in rows}) == 2500
+    capped = list(iter_chunks(pipeline.dataset(), InputSpec(max_rows=1500), chunk_rows=1000))
+    assert sum(len(rows) for _, rows in capped) == 1500
+    with pytest.raises(ConfigurationError, match="does not exist"):
+        list(iter_chunks(pipeline.dataset(), InputSpec(table="no_such_table")))

@@ -33,14 +33,44 @@ class InputSpec:
         return "query" if self.query else f"table {self.table or DEFAULT_TABLE!r}"
 
 
-def relation_for(dataset: dlt.Dataset, spec: InputSpec) -> dlt.Relation:
-    """The relation to read; the user's SQL and table names are never spliced unquoted."""
+def input_sql(dataset: dlt.Dataset, spec: InputSpec) -> str:
+    """The SQL to read; the user's SQL and table names are never spliced unquoted."""
     if spec.query:
-        sql = spec.query.strip().rstrip(";")
-    else:
-        quoted = dataset.sql_client.make_qualified_table_name(spec.table or DEFAULT_TABLE)
-        sql = f"SELECT * FROM {quoted}"
-    return dataset.query(sql, _execute_raw_query=True)
+        return spec.query.strip().rstrip(";")
+    quoted = dataset.sql_client.make_qualified_table_name(spec.table or DEFAULT_TABLE)
+    return f"SELECT * FROM {quoted}"
+
+
+def _arrow_chunks(
+    dataset: dlt.Dataset, sql: str, chunk_rows: int
+) -> Iterator[tuple[list[str], list[dict[str, Any]]]]:
+    relation = dataset.query(sql, _execute_raw_query=True)
+    for table in relation.iter_arrow(chunk_size=chunk_rows):
+        yield table.column_names, table.to_pylist()
+
+
+def _postgres_chunks(
+    dataset: dlt.Dataset, sql: str, chunk_rows: int
+) -> Iterator[tuple[list[str], list[dict[str, Any]]]]:
+    """Rows through a server-side cursor: dlt's PostgreSQL client would fetch the whole
+    result into memory before handing out the first chunk."""
+    from psycopg2 import errors  # only here: the PostgreSQL destination brings it
+
+    with dataset.sql_client as client:
+        connection = client.native_connection
+        # withhold: the cursor outlives the transaction dlt's client may commit meanwhile
+        cursor = connection.cursor(name="leadrat_reverse_sync_input", withhold=True)
+        try:
+            cursor.execute(sql)
+        except errors.UndefinedTable as error:
+            connection.rollback()  # no cursor was declared, so none to close
+            raise DestinationUndefinedEntity(error) from error
+        try:
+            while rows := cursor.fetchmany(chunk_rows):
+                columns = [column.name for column in cursor.description]
+                yield columns, [dict(zip(columns, row, strict=True)) for row in rows]
+        finally:
+            cursor.close()
 
 
 def iter_chunks(
@@ -52,14 +82,17 @@ def iter_chunks(
     generator early closes the cursor.
     """
     remaining = spec.max_rows
+    sql = input_sql(dataset, spec)
+    is_postgres = dataset.sql_client.capabilities.sqlglot_dialect == "postgres"
+    chunks = (_postgres_chunks if is_postgres else _arrow_chunks)(dataset, sql, chunk_rows)
     try:
-        for table in relation_for(dataset, spec).iter_arrow(chunk_size=chunk_rows):
+        for columns, rows in chunks:
             if remaining is not None:
                 if remaining <= 0:
                     return
-                table = table.slice(0, remaining)
-                remaining -= table.num_rows
-            yield table.column_names, table.to_pylist()
+                rows = rows[:remaining]
+                remaining -= len(rows)
+            yield columns, rows
     except DestinationUndefinedEntity as error:
         raise ConfigurationError(
             f"the input {spec.describe()} does not exist in dataset {dataset.dataset_name!r}: "
