@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from leadrat_source.client import LeadRatClient
 from leadrat_source.contract import PLANS
 from leadrat_source.destinations import get_profile
-from leadrat_source.errors import NotFound, PermissionDenied, ValidationFailed
+from leadrat_source.errors import InvalidRequest, NotFound, PermissionDenied, ValidationFailed
 from leadrat_source.load import LoadRequest, make_pipeline
 from leadrat_source.source import make_client
 
@@ -54,7 +54,8 @@ def key_scope(client: LeadRatClient) -> str:
         client.leads.update(SCOPE_PROBE_LEAD_ID, score=0)
     except PermissionDenied:
         return "read"
-    except (NotFound, ValidationFailed):
+    except (NotFound, ValidationFailed, InvalidRequest):
+        # past the permission check: the write was allowed, only the lead was wrong
         return "read_write"
     return "read_write"
 
