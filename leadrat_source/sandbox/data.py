@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import random
 import unicodedata
-from collections.abc import Iterator
+from bisect import bisect
+from collections.abc import Callable, Iterator
+from itertools import accumulate
 from dataclasses import dataclass
 
 import orjson
@@ -18,6 +20,7 @@ from leadrat_source.contract import ID_PREFIX_LEAD, ID_PREFIX_PIPELINE, ID_PREFI
 from leadrat_source.sandbox.clock import DAY_MS
 
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_SHIFTS = (35, 30, 25, 20, 15, 10, 5, 0)  # eight base-32 digits, most significant first
 
 FIRST_NAMES = (
     "Priya", "Zoë", "José", "李", "Amélie", "Søren", "Aarav", "Fatima", "Jürgen", "Chloé",
@@ -57,11 +60,7 @@ DELETED_WITHIN_DAYS = 29
 
 def encode_id(prefix: str, number: int) -> str:
     """ULID-looking, fixed-width ids, so string order equals number order."""
-    chars = []
-    for _ in range(8):
-        number, digit = divmod(number, 32)
-        chars.append(CROCKFORD[digit])
-    return f"{prefix}01{''.join(reversed(chars))}"
+    return f"{prefix}01{''.join([CROCKFORD[(number >> shift) & 31] for shift in _SHIFTS])}"
 
 
 def ascii_slug(text: str) -> str:
@@ -107,76 +106,116 @@ def make_pipelines(count: int, rng: random.Random, anchor_ms: int) -> list[Pipel
     return pipelines
 
 
-def _custom_fields(rng: random.Random) -> dict[str, object]:
-    """Each key keeps one JSON type across leads; many leads lack some keys."""
-    fields: dict[str, object] = {}
-    if rng.random() < 0.6:
-        fields["budget"] = round(rng.uniform(20_000, 2_000_000), 2)
-    if rng.random() < 0.5:
-        fields["employees"] = rng.randint(1, 5000)
-    if rng.random() < 0.5:
-        fields["industry"] = rng.choice(INDUSTRIES)
-    if rng.random() < 0.4:
-        fields["newsletter"] = rng.random() < 0.5
-    if rng.random() < 0.35:
-        city, country = rng.choice(CITIES)
-        fields["address"] = {"city": city, "country": country, "floor": rng.randint(0, 40)}
-    if rng.random() < 0.3:
-        fields["interests"] = rng.sample(INTERESTS, rng.randint(1, 3))
-    return fields
+def _weighted(rng: random.Random, population: tuple[str, ...],
+              weights: tuple[int, ...]) -> Callable[[], str]:
+    """`rng.choices(population, weights)[0]` as a closure: the same draw, without rebuilding
+    the cumulative weights for every lead."""
+    cumulative = list(accumulate(weights))
+    total = cumulative[-1] + 0.0
+    hi = len(cumulative) - 1
+    random_ = rng.random
+    return lambda: population[bisect(cumulative, random_() * total, 0, hi)]
+
+
+def _sampler(rng: random.Random) -> Callable[[tuple[str, ...], int], list[str]]:
+    """`rng.sample(population, k)` for small populations (n <= 21, CPython's pool branch)."""
+    below = rng._randbelow  # type: ignore[attr-defined]
+
+    def sample(population: tuple[str, ...], k: int) -> list[str]:
+        pool = list(population)
+        n = len(pool)
+        result = []
+        for i in range(k):
+            j = below(n - i)
+            result.append(pool[j])
+            pool[j] = pool[n - i - 1]
+        return result
+
+    return sample
+
+
+def _people() -> list[list[tuple[str, str]]]:
+    """(full name, e-mail local part) for every first/last name pair, computed once."""
+    table = []
+    for first in FIRST_NAMES:
+        row = []
+        for last in LAST_NAMES:
+            local = ascii_slug(first) + "." + ascii_slug(last) if ascii_slug(first + last) \
+                else "user"
+            row.append((f"{first} {last}", local.strip(".")))
+        table.append(row)
+    return table
 
 
 def lead_rows(count: int, seed: int, pipelines: list[Pipeline],
               anchor_ms: int) -> Iterator[tuple[object, ...]]:
-    """Rows in the order of store.LEAD_COLUMNS, tags as a JSON list."""
+    """Rows in the order of store.LEAD_COLUMNS, tags as a JSON list.
+
+    Startup time at 1M leads is this loop, so it calls the RNG's primitives directly:
+    `below(n)` is what `rng.choice`/`randrange`/`randint` reduce to (`randint(a, b)` is
+    `a + below(b - a + 1)`), and `_weighted`/`_sampler` repeat `choices`/`sample`, so a
+    seed yields exactly the rows the plain calls gave (tests pin a digest of them).
+    """
     rng = random.Random(seed)
     start = anchor_ms - HISTORY_DAYS * DAY_MS
     span = HISTORY_DAYS * DAY_MS
     # Bulk imports and mass updates: many leads share one updated_at millisecond.
     clusters = sorted(start + rng.randrange(span) for _ in range(max(3, count // 150)))
     pipeline_stages = [(p.id, [s.id for s in p.stages]) for p in pipelines]
+    people = _people()
+    below = rng._randbelow  # type: ignore[attr-defined]
     random_ = rng.random
-    choice = rng.choice
+    status = _weighted(rng, STATUSES, STATUS_WEIGHTS)
+    source = _weighted(rng, SOURCES, SOURCE_WEIGHTS)
+    sample = _sampler(rng)
     dumps = orjson.dumps
+    n_first, n_last, n_domains = len(FIRST_NAMES), len(LAST_NAMES), len(DOMAINS)
+    n_clusters, n_pipelines, n_companies = len(clusters), len(pipeline_stages), len(COMPANIES)
+    n_industries, n_cities, n_interests = len(INDUSTRIES), len(CITIES), len(INTERESTS)
+    deleted_span = DELETED_WITHIN_DAYS * DAY_MS
     for seq in range(1, count + 1):
-        first, last = choice(FIRST_NAMES), choice(LAST_NAMES)
-        local = ascii_slug(first) + "." + ascii_slug(last) if ascii_slug(first + last) else "user"
-        email = f"{local.strip('.')}.{seq}@{choice(DOMAINS)}"
-        created = start + rng.randrange(span)
+        first = below(n_first)
+        name, local = people[first][below(n_last)]
+        email = f"{local}.{seq}@{DOMAINS[below(n_domains)]}"
+        created = start + below(span)
         kind = random_()
         if kind < 0.3:
             updated = created
         elif kind < 0.7:
-            updated = created + rng.randrange(anchor_ms - created)
+            updated = created + below(anchor_ms - created)
         else:
-            updated = choice(clusters)
-            created = min(created, updated - rng.randrange(30 * DAY_MS))
+            updated = clusters[below(n_clusters)]
+            created = min(created, updated - below(30 * DAY_MS))
         deleted = None
         if random_() < 0.03:
-            deleted = anchor_ms - 1 - rng.randrange(DELETED_WITHIN_DAYS * DAY_MS)
-            created = min(created, deleted - rng.randrange(1, 60 * DAY_MS))
+            deleted = anchor_ms - 1 - below(deleted_span)
+            created = min(created, deleted - (1 + below(60 * DAY_MS - 1)))
             updated = deleted
         pipeline_id = stage_id = None
         if random_() < 0.85:
-            pipeline_id, stage_ids = choice(pipeline_stages)
-            stage_id = choice(stage_ids)
-        score = None if random_() < 0.15 else rng.randint(0, 100)
-        tags = rng.sample(TAGS, rng.randint(0, 4))
-        yield (
-            seq,
-            encode_id(ID_PREFIX_LEAD, seq),
-            f"{first} {last}",
-            email,
-            None if random_() < 0.2 else f"+91{rng.randint(7_000_000_000, 9_999_999_999)}",
-            None if random_() < 0.3 else choice(COMPANIES),
-            rng.choices(STATUSES, STATUS_WEIGHTS)[0],
-            rng.choices(SOURCES, SOURCE_WEIGHTS)[0],
-            score,
-            pipeline_id,
-            stage_id,
-            dumps(_custom_fields(rng)).decode(),
-            dumps(tags).decode(),
-            created,
-            updated,
-            deleted,
-        )
+            pipeline_id, stage_ids = pipeline_stages[below(n_pipelines)]
+            stage_id = stage_ids[below(len(stage_ids))]
+        score = None if random_() < 0.15 else below(101)
+        tags = sample(TAGS, below(5))
+        phone = None if random_() < 0.2 else f"+91{7_000_000_000 + below(3_000_000_000)}"
+        company = None if random_() < 0.3 else COMPANIES[below(n_companies)]
+        lead_status = status()
+        lead_source = source()
+        # Custom fields: each key keeps one JSON type across leads; many leads lack some.
+        fields: dict[str, object] = {}
+        if random_() < 0.6:
+            fields["budget"] = round(20_000 + 1_980_000 * random_(), 2)
+        if random_() < 0.5:
+            fields["employees"] = 1 + below(5000)
+        if random_() < 0.5:
+            fields["industry"] = INDUSTRIES[below(n_industries)]
+        if random_() < 0.4:
+            fields["newsletter"] = random_() < 0.5
+        if random_() < 0.35:
+            city, country = CITIES[below(n_cities)]
+            fields["address"] = {"city": city, "country": country, "floor": below(41)}
+        if random_() < 0.3:
+            fields["interests"] = sample(INTERESTS, 1 + below(3))
+        yield (seq, encode_id(ID_PREFIX_LEAD, seq), name, email, phone, company, lead_status,
+               lead_source, score, pipeline_id, stage_id, dumps(fields).decode(),
+               dumps(tags).decode(), created, updated, deleted)
