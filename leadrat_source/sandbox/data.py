@@ -154,7 +154,7 @@ def lead_rows(count: int, seed: int, pipelines: list[Pipeline],
     Startup time at 1M leads is this loop, so it calls the RNG's primitives directly:
     `below(n)` is what `rng.choice`/`randrange`/`randint` reduce to (`randint(a, b)` is
     `a + below(b - a + 1)`), and `_weighted`/`_sampler` repeat `choices`/`sample`, so a
-    seed yields exactly the rows the plain calls gave (tests pin a digest of them).
+    seed yields exactly the rows the plain calls gave (same digest of 30k rows).
     """
     rng = random.Random(seed)
     start = anchor_ms - HISTORY_DAYS * DAY_MS

@@ -48,10 +48,11 @@ CREATE TABLE pipelines (id TEXT PRIMARY KEY, body TEXT NOT NULL,
 """
 # Built after the bulk load: inserting into indexed tables is several times slower.
 _INDEXES = """
-CREATE INDEX leads_created ON leads (created_at_ms, id);
-CREATE INDEX leads_created_desc ON leads (created_at_ms DESC, id);
-CREATE INDEX leads_updated ON leads (updated_at_ms, id);
-CREATE INDEX leads_updated_desc ON leads (updated_at_ms DESC, id);
+-- deleted_at_ms rides along so the default `deleted_at_ms IS NULL` is answered from the index.
+CREATE INDEX leads_created ON leads (created_at_ms, id, deleted_at_ms);
+CREATE INDEX leads_created_desc ON leads (created_at_ms DESC, id, deleted_at_ms);
+CREATE INDEX leads_updated ON leads (updated_at_ms, id, deleted_at_ms);
+CREATE INDEX leads_updated_desc ON leads (updated_at_ms DESC, id, deleted_at_ms);
 CREATE INDEX leads_email ON leads (email COLLATE NOCASE) WHERE deleted_at_ms IS NULL;
 CREATE INDEX leads_stage ON leads (stage_id);
 CREATE INDEX leads_deleted ON leads (deleted_at_ms) WHERE deleted_at_ms IS NOT NULL;
@@ -239,14 +240,29 @@ class Store:
             where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
             order = f" ORDER BY {column} {'DESC' if descending else 'ASC'}, id ASC"
             offset = (page - 1) * per_page if page else 0
-            rows = self._db.execute(f"{_SELECT}{where}{order} LIMIT ? OFFSET ?",
-                                    (*params, per_page + 1, offset)).fetchall()
+            if offset:
+                rows = self._rows_at(where, order, params, per_page + 1, offset)
+            else:
+                rows = self._db.execute(f"{_SELECT}{where}{order} LIMIT ?",
+                                        (*params, per_page + 1)).fetchall()
         records = [_record(row) for row in rows[:per_page]]
         last_key = None
         if len(rows) > per_page:
             last = records[-1]
             last_key = (last[sort.lstrip("-")], last["id"])
         return Page(records, total, last_key)
+
+    def _rows_at(self, where: str, order: str, params: list[object], limit: int,
+                 offset: int) -> list[tuple[Any, ...]]:
+        """A page deep in page mode: the skipped rows are walked in the index alone (ids),
+        then only the page's rows are read; OFFSET over full rows read every skipped row."""
+        ids = [row[0] for row in self._db.execute(
+            f"SELECT id FROM leads{where}{order} LIMIT ? OFFSET ?", (*params, limit, offset))]
+        if not ids:
+            return []
+        marks = ",".join("?" * len(ids))
+        found = {row[0]: row for row in self._db.execute(f"{_SELECT} WHERE id IN ({marks})", ids)}
+        return [found[lead_id] for lead_id in ids]
 
     def _count(self, filters: LeadFilters, clauses: list[str], params: list[object]) -> int:
         key = (*astuple(filters), self.version)
