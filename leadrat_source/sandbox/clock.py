@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 
 DAY_MS = 86_400_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -17,8 +18,18 @@ def to_iso(ms: int | None) -> str | None:
     """`2026-04-17T08:30:00.123Z`; always with milliseconds so equal instants compare equal."""
     if ms is None:
         return None
-    seconds, millis = divmod(ms, 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+    # Arithmetic on the time of day, the date from a cache: a list page formats 300
+    # timestamps, and gmtime + strftime per value was a fifth of the request's time.
+    day, rest = divmod(ms, DAY_MS)
+    seconds, millis = divmod(rest, 1000)
+    return (f"{_iso_date(day)}T{seconds // 3600:02d}:{seconds // 60 % 60:02d}:"
+            f"{seconds % 60:02d}.{millis:03d}Z")
+
+
+@lru_cache(maxsize=4096)
+def _iso_date(day: int) -> str:
+    """`YYYY-MM-DD` of the UTC day `day` days after the epoch."""
+    return time.strftime("%Y-%m-%d", time.gmtime(day * 86_400))
 
 
 def parse_iso(text: str) -> int:

@@ -11,8 +11,8 @@ import random
 import unicodedata
 from bisect import bisect
 from collections.abc import Callable, Iterator
-from itertools import accumulate
 from dataclasses import dataclass
+from itertools import accumulate
 
 import orjson
 
@@ -171,7 +171,7 @@ def lead_rows(count: int, seed: int, pipelines: list[Pipeline],
     dumps = orjson.dumps
     n_first, n_last, n_domains = len(FIRST_NAMES), len(LAST_NAMES), len(DOMAINS)
     n_clusters, n_pipelines, n_companies = len(clusters), len(pipeline_stages), len(COMPANIES)
-    n_industries, n_cities, n_interests = len(INDUSTRIES), len(CITIES), len(INTERESTS)
+    n_industries, n_cities = len(INDUSTRIES), len(CITIES)
     deleted_span = DELETED_WITHIN_DAYS * DAY_MS
     for seq in range(1, count + 1):
         first = below(n_first)
