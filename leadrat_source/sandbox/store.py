@@ -75,9 +75,11 @@ class LeadFilters:
     updated_before: int | None = None
     include_deleted: bool = False
 
-    def where(self, implied: str | None = None) -> tuple[list[str], list[object]]:
+    def where(self, implied: str | None = None,
+              counting: bool = False) -> tuple[list[str], list[object]]:
         """SQL conditions and their parameters; the time bound named `implied` is left out
-        (the keyset condition of a cursor page already enforces it)."""
+        (the keyset condition of a cursor page already enforces it). `counting` shapes
+        the tag condition for a count, which has no order to keep."""
         clauses: list[str] = []
         params: list[object] = []
         for name in ("status", "source", "pipeline_id", "stage_id"):
@@ -85,7 +87,10 @@ class LeadFilters:
             if value is not None:
                 clauses.append(f"{name} = ?")
                 params.append(value)
-        if self.tag is not None:
+        if self.tag is not None and counting:
+            clauses.append("id IN (SELECT lead_id FROM lead_tags WHERE tag = ?)")
+            params.append(self.tag)
+        elif self.tag is not None:
             # Correlated probe of lead_tags' primary key, so the ORDER BY index still drives
             # the scan; `id IN (subquery)` made SQLite sort every tagged lead per page.
             clauses.append("EXISTS (SELECT 1 FROM lead_tags WHERE tag = ? AND lead_id = leads.id)")
@@ -223,12 +228,12 @@ class Store:
         """A page by offset (`page`) or by keyset (`after`); ties always by id ascending."""
         column = _COLUMN_OF[sort.lstrip("-")]
         descending = sort.startswith("-")
-        clauses, params = filters.where()
         with self.lock:
             self._purge_expired()
-            total = self._count(filters, clauses, params)
+            total = self._count(filters)
+            clauses, params = filters.where(
+                _implied_bound(filters, column, descending, after) if after else None)
             if after is not None:
-                clauses, params = filters.where(_implied_bound(filters, column, descending, after))
                 if descending:
                     # Mixed directions (column DESC, id ASC) have no row-value form; the
                     # bare range on `column` lets SQLite seek in the index.
@@ -264,11 +269,13 @@ class Store:
         found = {row[0]: row for row in self._db.execute(f"{_SELECT} WHERE id IN ({marks})", ids)}
         return [found[lead_id] for lead_id in ids]
 
-    def _count(self, filters: LeadFilters, clauses: list[str], params: list[object]) -> int:
+    def _count(self, filters: LeadFilters) -> int:
+        """`meta.total`, cached per filter set and data version (never per page)."""
         key = (*astuple(filters), self.version)
         if key not in self._counts:
             if len(self._counts) > 1000:
                 self._counts.clear()
+            clauses, params = filters.where(counting=True)
             where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
             self._counts[key] = self._db.execute(f"SELECT count(*) FROM leads{where}",
                                                  params).fetchone()[0]
