@@ -23,7 +23,7 @@ _IN_RANGE = "deleted_at_ms IS NULL AND created_at_ms >= ? AND created_at_ms < ?"
 def date_range(query: dict[str, str]) -> tuple[date, date]:
     """The `from`/`to` of a request; defaults to the last 30 days ending today (UTC)."""
     today = datetime.now(UTC).date()
-    bounds = {}
+    bounds: dict[str, date | None] = {}
     for name, default in (("to", today), ("from", None)):
         raw = query.get(name)
         if raw is None:
@@ -33,7 +33,7 @@ def date_range(query: dict[str, str]) -> tuple[date, date]:
             bounds[name] = parse_date(raw)
         except ValueError:
             raise invalid_field(name, "invalid_date", f"'{name}' must be YYYY-MM-DD.") from None
-    end = bounds["to"]
+    end = bounds["to"] or today
     start = bounds["from"] or end - timedelta(days=DEFAULT_DAYS - 1)
     if start > end:
         raise invalid_field("from", "after_to", "'from' must not be after 'to'.")

@@ -302,7 +302,7 @@ class Store:
         """Ids of live leads picked by `rng` (deterministic for a given data state)."""
         with self.lock:
             top = self._next_seq - 1
-            ids = []
+            ids: list[str] = []
             for _ in range(count * 4):
                 if len(ids) == count or top < 1:
                     break
