@@ -93,13 +93,24 @@ def pipeline_name_for(request: LoadRequest, profile: DestinationProfile) -> str:
     return request.pipeline_name or f"{settings.PIPELINE_NAME}_{profile.name}"
 
 
-def make_pipeline(request: LoadRequest, profile: DestinationProfile) -> Pipeline:
-    """The dlt pipeline of a profile; its state lives in dlt's pipelines folder."""
+def profile_pipeline(
+    profile: DestinationProfile, pipeline_name: str, dataset: str | None,
+    pipelines_dir: str | None,
+) -> Pipeline:
+    """A dlt pipeline into a profile's warehouse; its state lives in dlt's pipelines folder
+    (`pipelines_dir`, or dlt's default: `DLT_DATA_DIR`, else ~/.dlt)."""
     return dlt.pipeline(
-        pipeline_name=pipeline_name_for(request, profile),
-        pipelines_dir=request.pipelines_dir,  # type: ignore[arg-type]  # None: dlt's default
+        pipeline_name=pipeline_name,
+        pipelines_dir=pipelines_dir,  # type: ignore[arg-type]  # None: dlt's default
         destination=profile.destination(),
-        dataset_name=request.dataset or profile.dataset_name or settings.DATASET_NAME,
+        dataset_name=dataset or profile.dataset_name or settings.DATASET_NAME,
+    )
+
+
+def make_pipeline(request: LoadRequest, profile: DestinationProfile) -> Pipeline:
+    """The load's dlt pipeline."""
+    return profile_pipeline(
+        profile, pipeline_name_for(request, profile), request.dataset, request.pipelines_dir
     )
 
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import dlt
 
-from leadrat_source import settings
 from leadrat_source.client import LeadRatClient
 from leadrat_source.destinations import get_profile
 from leadrat_source.errors import ConfigurationError
+from leadrat_source.load import profile_pipeline
 from leadrat_source.reverse_sync.columns import ColumnMap, LeadChange
 from leadrat_source.reverse_sync.delivery import DEFAULT_WORKERS, Delivery, Outcome
 from leadrat_source.reverse_sync.ledger import LeadMemory, Ledger
@@ -55,7 +55,8 @@ class ReverseSyncRequest:
     workers: int = DEFAULT_WORKERS
     batch_rows: int = BATCH_ROWS
     batch_seconds: float = BATCH_SECONDS
-    pipeline_name: str = PIPELINE_NAME
+    #: None: `leadrat_reverse_sync_<profile>`, one ledger pipeline per warehouse
+    pipeline_name: str | None = None
     #: dlt's pipelines folder; None means dlt's default
     pipelines_dir: str | None = None
 
@@ -117,12 +118,8 @@ class ReverseSyncSummary:
 def make_pipeline(request: ReverseSyncRequest) -> tuple[dlt.Pipeline, str | None, str]:
     """The dlt pipeline that reads the input and writes the ledger, in one dataset."""
     profile = get_profile(request.destination)
-    pipeline = dlt.pipeline(
-        pipeline_name=request.pipeline_name,
-        pipelines_dir=request.pipelines_dir,  # type: ignore[arg-type]  # None: dlt's default
-        destination=profile.destination(),
-        dataset_name=request.dataset or profile.dataset_name or settings.DATASET_NAME,
-    )
+    name = request.pipeline_name or f"{PIPELINE_NAME}_{profile.name}"
+    pipeline = profile_pipeline(profile, name, request.dataset, request.pipelines_dir)
     return pipeline, profile.loader_file_format, profile.name
 
 
