@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 
@@ -81,6 +82,9 @@ _FAST_TYPES: dict[pa.DataType, set[type]] = {
     pa.bool_(): {bool, _NONE},
     TIMESTAMP: {str, _NONE},
 }
+
+
+_JSON_TEXT_TYPES = {str, dict, list, _NONE}
 
 
 def _arrow_type_of(value: Any) -> pa.DataType:
@@ -181,7 +185,12 @@ class LeadTableBuilder:
             if first is None:
                 return []  # no value yet: the column appears with its first value
             column_type = self._column_types[name] = _arrow_type_of(first)
-        if set(map(type, values)) <= _FAST_TYPES[column_type]:
+        value_types = set(map(type, values))
+        if pa.types.is_string(column_type) and value_types <= _JSON_TEXT_TYPES:
+            # objects and lists (custom fields often hold them) stored as JSON text
+            values = [value if value is None else _to_json_text(value) for value in values]
+            value_types = {str}
+        if value_types <= _FAST_TYPES[column_type]:
             try:
                 return [(name, self._array(name, values, column_type))]
             except (pa.ArrowInvalid, OverflowError):
@@ -225,24 +234,22 @@ def lead_tags_table(leads: Iterable[Mapping[str, Any]]) -> pa.Table:
     old tag rows replaced. A lead whose tags are all gone would otherwise yield no row and
     keep its stale tags; the marker row (hard-delete hint) makes the merge delete them.
     """
-    lead_ids: list[str] = []
-    tags: list[str] = []
-    markers: list[bool] = []
-    updated: list[str] = []
-    for lead in leads:
-        # "" stands for "no tags": part of the primary key, so not NULL; never inserted
-        lead_tags = sorted(set(lead.get("tags") or ())) or [""]
-        for tag in lead_tags:
-            lead_ids.append(lead["id"])
-            tags.append(tag)
-            markers.append(tag == "")
-            updated.append(lead["updated_at"])
+    leads = list(leads)
+    # "" stands for "no tags": part of the primary key, so not NULL; never inserted
+    tag_lists = pa.array(
+        [sorted(set(lead.get("tags") or ())) or [""] for lead in leads], pa.list_(pa.string())
+    )
+    # one row per tag: each lead's id and updated_at repeated by its tag count
+    owner = pc.list_parent_indices(tag_lists)
+    tags = pc.list_flatten(tag_lists)
     return pa.Table.from_arrays(
         [
-            pa.array(lead_ids, pa.string()),
-            pa.array(tags, pa.string()),
-            pa.array(markers),
-            pa.array(updated, pa.string()).cast(TIMESTAMP),
+            pa.array([lead["id"] for lead in leads], pa.string()).take(owner),
+            tags,
+            pc.equal(tags, ""),
+            pa.array([lead["updated_at"] for lead in leads], pa.string())
+            .cast(TIMESTAMP)
+            .take(owner),
         ],
         schema=LEAD_TAGS_SCHEMA,
     )
