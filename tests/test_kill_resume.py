@@ -78,3 +78,27 @@ def test_killed_run_is_completed_by_the_next_run(
     warehouse.pipelines_dir = tmp_path / "dlt" / "pipelines"
     warehouse.pipeline_name = PIPELINE
     assert_equal_to_sandbox(warehouse)
+
+
+def test_killed_again_and_again_at_random_instants_still_ends_exact(
+    make_sandbox: Callable[..., Sandbox], make_warehouse: Callable[..., Any], tmp_path: Path,
+) -> None:
+    import random
+
+    server = make_sandbox(leads=4_000, seed=59, rate_limit=0)
+    server.set_faults(latency_ms=5)
+    instants = random.Random(59).sample([0.4, 0.8, 1.2, 1.6, 2.0, 2.4, 2.8, 3.2], 5)
+    killed = 0
+    for instant in instants:
+        deadline = time.monotonic() + instant
+        load = start_load(server, tmp_path)
+        killed += kill_when(load, lambda deadline=deadline: time.monotonic() >= deadline)
+        server.churn(40)
+    assert killed >= 3, "most runs finished before their kill; nothing was tested"
+    server.set_faults(latency_ms=0)
+    assert start_load(server, tmp_path).wait(timeout=180) == 0
+
+    warehouse: Warehouse = make_warehouse(server)
+    warehouse.pipelines_dir = tmp_path / "dlt" / "pipelines"
+    warehouse.pipeline_name = PIPELINE
+    assert_equal_to_sandbox(warehouse)
