@@ -114,6 +114,13 @@ def make_pipeline(request: LoadRequest, profile: DestinationProfile) -> Pipeline
     )
 
 
+def pending_packages(pipeline: Pipeline) -> int:
+    """Load packages an interrupted run left: extracted or normalized, not yet loaded."""
+    return len(pipeline.list_extracted_load_packages()) + len(
+        pipeline.list_normalized_load_packages()
+    )
+
+
 def finish_interrupted(pipeline: Pipeline) -> int:
     """Normalize and load what a killed run left behind; returns how many packages.
 
@@ -127,9 +134,7 @@ def finish_interrupted(pipeline: Pipeline) -> int:
     """
     if not pipeline.has_pending_data:
         return 0
-    pending = len(pipeline.list_extracted_load_packages()) + len(
-        pipeline.list_normalized_load_packages()
-    )
+    pending = pending_packages(pipeline)
     log.warning("finishing %d load package(s) left by an interrupted run", pending)
     try:
         pipeline.normalize()

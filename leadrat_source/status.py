@@ -15,7 +15,12 @@ from dlt.pipeline.exceptions import CannotRestorePipelineException
 
 from leadrat_source.destinations import get_profile
 from leadrat_source.errors import ConfigurationError
-from leadrat_source.load import LoadRequest, make_pipeline, pipeline_name_for
+from leadrat_source.load import (
+    LoadRequest,
+    make_pipeline,
+    pending_packages,
+    pipeline_name_for,
+)
 
 RECENT_LOADS = 5
 
@@ -68,9 +73,7 @@ def run_status(request: LoadRequest) -> StatusReport:
     pipeline = make_pipeline(request, profile)
     report = StatusReport(pipeline.pipeline_name, profile.name, pipeline.dataset_name)
     report.cursor = _cursor(pipeline.state)  # type: ignore[arg-type]
-    report.pending_packages = len(pipeline.list_extracted_load_packages()) + len(
-        pipeline.list_normalized_load_packages()
-    )
+    report.pending_packages = pending_packages(pipeline)
     trace = pipeline.last_trace
     if trace is not None:
         failed = [step for step in trace.steps if step.step_exception]
