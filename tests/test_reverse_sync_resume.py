@@ -92,16 +92,10 @@ def test_postgres_push_and_unchanged_rerun(
     server = make_sandbox(leads=60, rate_limit=0)
     client = make_client(server)
     leads = [lead for lead in server.export_leads() if lead["deleted_at"] is None][:25]
-    engine = sqlalchemy_engine(postgres_url)
-    with engine.begin() as connection:
-        connection.execute(sa.text(f'create schema "{postgres_schema}"'))
-        connection.execute(sa.text(
-            f'create table "{postgres_schema}".lead_scores (lead_id text, score numeric, '
-            "tags_add text)"))
-        connection.execute(
-            sa.text(f'insert into "{postgres_schema}".lead_scores values (:id, :score, :tags)'),
-            [{"id": lead["id"], "score": 61, "tags": "pg, scored"} for lead in leads])
-    engine.dispose()
+    create_lead_scores(
+        postgres_url, postgres_schema, "(lead_id text, score numeric, tags_add text)",
+        [{"lead_id": lead["id"], "score": 61, "tags_add": "pg, scored"} for lead in leads],
+    )
     request = ReverseSyncRequest(destination="postgres", dataset=postgres_schema,
                                  pipelines_dir=str(tmp_path / "pipelines"))
 
@@ -121,22 +115,19 @@ def test_postgres_input_is_read_in_chunks_and_a_missing_table_is_clear(
     postgres_url: str, dlt_postgres_credentials: str, postgres_schema: str, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import dlt
-
     from leadrat_source.destinations import get_profile
     from leadrat_source.errors import ConfigurationError
+    from leadrat_source.load import profile_pipeline
     from leadrat_source.reverse_sync.reader import InputSpec, iter_chunks
 
     monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", dlt_postgres_credentials)
-    engine = sqlalchemy_engine(postgres_url)
-    with engine.begin() as connection:
-        connection.execute(sa.text(f'create schema "{postgres_schema}"'))
-        connection.execute(sa.text(
-            f'create table "{postgres_schema}".lead_scores as select \'lead_\' || n as lead_id, '
-            "n % 100 as score from generate_series(1, 2500) as n"))
-    engine.dispose()
-    pipeline = dlt.pipeline("reader_check", destination=get_profile("postgres").destination(),
-                            dataset_name=postgres_schema, pipelines_dir=str(tmp_path))
+    create_lead_scores(
+        postgres_url, postgres_schema,
+        "as select 'lead_' || n as lead_id, n % 100 as score from generate_series(1, 2500) as n",
+    )
+    pipeline = profile_pipeline(
+        get_profile("postgres"), "reader_check", postgres_schema, str(tmp_path)
+    )
 
     chunks = list(iter_chunks(pipeline.dataset(), InputSpec(), chunk_rows=1000))
     assert [len(rows) for _, rows in chunks] == [1000, 1000, 500]
@@ -146,3 +137,20 @@ def test_postgres_input_is_read_in_chunks_and_a_missing_table_is_clear(
     assert sum(len(rows) for _, rows in capped) == 1500
     with pytest.raises(ConfigurationError, match="does not exist"):
         list(iter_chunks(pipeline.dataset(), InputSpec(table="no_such_table")))
+
+
+def create_lead_scores(
+    url: str, schema: str, definition: str, rows: list[dict[str, Any]] | None = None
+) -> None:
+    """Create `schema` and its `lead_scores` table (`definition`: columns or `as select`)."""
+    engine = sqlalchemy_engine(url)
+    with engine.begin() as connection:
+        connection.execute(sa.text(f'create schema "{schema}"'))
+        connection.execute(sa.text(f'create table "{schema}".lead_scores {definition}'))
+        if rows:
+            columns = ", ".join(rows[0])
+            values = ", ".join(f":{column}" for column in rows[0])
+            connection.execute(
+                sa.text(f'insert into "{schema}".lead_scores ({columns}) values ({values})'), rows
+            )
+    engine.dispose()
