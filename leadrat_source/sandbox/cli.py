@@ -34,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="-1 = the plan's cap, 0 or more = this cap")
     parser.add_argument("--no-daily-cap", action="store_true", help="no daily cap at all")
     parser.add_argument("--window-seconds", type=float, default=60.0)
+    parser.add_argument("--day-seconds", type=float, default=86_400.0,
+                        help="length of the daily cap's day (shorter simulates new days)")
     parser.add_argument("--no-cursor", action="store_true", help="page mode only")
     parser.add_argument("--churn", type=float, default=0, help="changes per minute")
     parser.add_argument("--webhook-url")
@@ -65,7 +67,8 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
     return SandboxConfig(
         leads=args.leads, seed=args.seed, plan=args.plan, rate_limit=args.rate_limit,
         daily_cap=None if args.no_daily_cap else args.daily_cap,
-        window_seconds=args.window_seconds, cursor=not args.no_cursor,
+        window_seconds=args.window_seconds, day_seconds=args.day_seconds,
+        cursor=not args.no_cursor,
         churn_per_minute=args.churn, webhook_url=args.webhook_url,
         webhook_secret=env(args.webhook_secret_env), pipelines=args.pipelines,
         host=args.host, port=args.port, api_key=env(args.api_key_env),

@@ -21,6 +21,9 @@ class SandboxConfig:
     rate_limit: int | None = None
     daily_cap: int | None = -1
     window_seconds: float = 60.0
+    #: Length of the daily cap's "day" (its reset is the next multiple of this since the
+    #: epoch, UTC midnight by default); tests shorten it to see a new day come.
+    day_seconds: float = 86_400.0
     cursor: bool = True
     churn_per_minute: float = 0
     webhook_url: str | None = None
@@ -36,8 +39,8 @@ class SandboxConfig:
             raise ValueError(f"unknown plan {self.plan!r}; expected one of {sorted(PLANS)}")
         if self.leads < 0 or self.pipelines < 1:
             raise ValueError("leads must be >= 0 and pipelines >= 1")
-        if self.window_seconds <= 0:
-            raise ValueError("window_seconds must be > 0")
+        if self.window_seconds <= 0 or self.day_seconds <= 0:
+            raise ValueError("window_seconds and day_seconds must be > 0")
 
     @property
     def plan_budget(self) -> Plan:

@@ -23,7 +23,8 @@ def command(config: SandboxConfig) -> list[str]:
     args = [sys.executable, "-m", "leadrat_source.sandbox", "--host", config.host,
             "--port", str(config.port), "--leads", str(config.leads), "--seed", str(config.seed),
             "--plan", config.plan, "--pipelines", str(config.pipelines),
-            "--window-seconds", str(config.window_seconds), "--churn",
+            "--window-seconds", str(config.window_seconds),
+            "--day-seconds", str(config.day_seconds), "--churn",
             str(config.churn_per_minute)]
     if config.rate_limit is not None:
         args += ["--rate-limit", str(config.rate_limit)]

@@ -32,10 +32,11 @@ class RateLimiter:
     """Counts requests per key; over-limit requests are refused and do not count."""
 
     def __init__(self, window_limit: int | None, day_limit: int | None, window_seconds: float,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, day_seconds: float = DAY_SECONDS):
         self.window_limit = window_limit
         self.day_limit = day_limit
         self.window_seconds = window_seconds
+        self.day_seconds = day_seconds
         self.clock = clock
         self._lock = threading.Lock()
         self._windows: dict[str, tuple[int, int]] = {}  # key -> (window index, count)
@@ -51,7 +52,7 @@ class RateLimiter:
     def _check(self, key: str, spend: bool) -> Verdict:
         now = self.clock()
         window = int(now // self.window_seconds)
-        day = int(now // DAY_SECONDS)
+        day = int(now // self.day_seconds)
         with self._lock:
             window_used = self._used(self._windows, key, window)
             day_used = self._used(self._days, key, day)
@@ -65,7 +66,7 @@ class RateLimiter:
                 day_left -= 1 if self.day_limit is not None else 0
         window_reset = (window + 1) * self.window_seconds
         capped = day_left <= 0
-        reset = (day + 1) * DAY_SECONDS if capped else window_reset
+        reset = (day + 1) * self.day_seconds if capped else window_reset
         headers = {
             RATE_LIMIT_LIMIT_HEADER: str(self.window_limit or UNLIMITED),
             RATE_LIMIT_REMAINING_HEADER: str(max(0, min(window_left, day_left))),

@@ -42,7 +42,8 @@ class Sandbox:
             self.webhooks = WebhookSender(config.webhook_url, self.webhook_secret)
             self.store.on_change = self.webhooks.publish
         api = Api(self.store, config.cursor, before_list=self._maybe_drift)
-        limiter = RateLimiter(config.window_limit, config.day_limit, config.window_seconds)
+        limiter = RateLimiter(config.window_limit, config.day_limit, config.window_seconds,
+                              day_seconds=config.day_seconds)
         admin = Admin(self.store, self.statistics, self.faults, self._churn, self._webhook_stats)
         self._app = Application(api, keys, limiter, self.faults, self.statistics, admin)
         self._server: ServerThread | None = None
