@@ -1,22 +1,40 @@
-"""A load killed at any point (extract, normalize, load) is completed by the next run, exactly once."""
+"""A load killed at any step (extract, normalize, load) is completed by the next run, exactly once.
+
+Kills happen on observed progress, never at a wall-clock instant: when the sandbox has
+been asked for the N-th list page of the run (it counts a request before its latency, so
+the page is still in flight), or when a load package the run created reaches a folder of
+dlt's pipeline working directory. The process is stopped (SIGSTOP) first, the step it was
+in is read from that frozen state, and only then is it killed: each kill's step is known,
+not guessed. The next run must load the very package the kill left (its load id appears in
+`_dlt_loads`), read only what is new from the API, and leave the warehouse exact.
+"""
 
 from __future__ import annotations
 
+import math
 import os
+import random
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 from warehouse import Warehouse, assert_equal_to_sandbox
 
 from leadrat_source.sandbox import Sandbox
 
 PIPELINE = "leadrat_test"
+LIST_ROUTE = "GET /leads"
+#: API requests of a run beyond its list pages: pipelines, three analytics, slice edges
+HANDFUL = 8
+#: each API request waits this long in the sandbox: a page counted is still in flight
+LATENCY_MS = 30
 
 
 def start_load(server: Sandbox, tmp_path: Path) -> subprocess.Popen[bytes]:
@@ -35,70 +53,190 @@ def start_load(server: Sandbox, tmp_path: Path) -> subprocess.Popen[bytes]:
     )
 
 
-def has_package(folder: Path) -> bool:
-    return folder.is_dir() and any(folder.iterdir())
+def list_pages(server: Sandbox) -> int:
+    """List pages the sandbox has been asked for so far (server-side count)."""
+    return int(server.stats()["by_route"].get(LIST_ROUTE, 0))
 
 
-def kill_when(process: subprocess.Popen[bytes], condition: Callable[[], bool]) -> bool:
-    """SIGKILL the process as soon as `condition` holds; False if it finished first."""
+@dataclass(frozen=True)
+class Packages:
+    """The load packages in dlt's working folder of the pipeline, by the step they wait for."""
+
+    extracting: frozenset[str]  # being written by extract, not yet committed
+    extracted: frozenset[str]  # waiting for normalize
+    normalized: frozenset[str]  # waiting for (or in) load
+    with_loaded_jobs: frozenset[str]  # normalized packages with at least one job loaded
+    #: the pipeline has saved a schema: before that (a first run's extract step not yet
+    #: finished), dlt cannot normalize a committed package and the next run re-reads
+    schema_saved: bool
+
+    @property
+    def pending(self) -> frozenset[str]:
+        return self.extracted | self.normalized
+
+    @property
+    def all(self) -> frozenset[str]:
+        return self.extracting | self.pending
+
+
+def _folders(path: Path) -> frozenset[str]:
+    return frozenset(p.name for p in path.iterdir() if p.is_dir()) if path.is_dir() else frozenset()
+
+
+def packages(pipeline_dir: Path) -> Packages:
+    normalized = _folders(pipeline_dir / "load" / "normalized")
+    return Packages(
+        extracting=_folders(pipeline_dir / "normalize" / "new")
+        | _folders(pipeline_dir / "load" / "new"),
+        extracted=_folders(pipeline_dir / "normalize" / "extracted"),
+        normalized=normalized,
+        with_loaded_jobs=frozenset(
+            load_id for load_id in normalized
+            if any((pipeline_dir / "load" / "normalized" / load_id / "completed_jobs").glob("*.*"))
+        ),
+        schema_saved=any((pipeline_dir / "schemas").glob("*.json")),
+    )
+
+
+@dataclass(frozen=True)
+class KillPoint:
+    """Where to kill a run: `step` is the step it must be in, `pages` (extract only) the
+    list pages this run must have asked for first, `mid_load` (load only) whether some of
+    the package's jobs must already be in the warehouse."""
+
+    step: str
+    pages: int = 1
+    mid_load: bool = False
+
+    def reached(self, server: Sandbox, pages_before: int, before: Packages, now: Packages) -> bool:
+        """Whether the run has reached this point; only packages this run created count."""
+        if self.step == "extract":
+            return list_pages(server) - pages_before >= self.pages
+        if self.step == "normalize":
+            return bool(now.extracted - now.normalized - before.all) and now.schema_saved
+        new = now.normalized - now.extracted - before.all
+        return bool(new & now.with_loaded_jobs if self.mid_load else new)
+
+
+def step_of(before: Packages, frozen: Packages) -> str:
+    """The step a frozen run was in, from its packages (not from the kill point).
+
+    A package both extracted and normalized is normalize committing its result (it
+    deletes the extracted copy last): a step of its own, which no kill point aims at."""
+    if frozen.extracted & frozen.normalized - before.all:
+        return "normalize-commit"
+    if frozen.normalized - before.all:
+        return "load"
+    if frozen.extracted - before.all and frozen.schema_saved:
+        return "normalize"
+    return "extract"
+
+
+@dataclass(frozen=True)
+class Kill:
+    step: str
+    #: packages the run left unfinished (to be loaded by the next run)
+    left: frozenset[str]
+    #: list pages the killed run asked for
+    pages: int
+
+
+def kill_at(server: Sandbox, tmp_path: Path, point: KillPoint) -> Kill:
+    """Start a load and SIGKILL it at `point`; fails the test if the run ends before."""
+    pipeline_dir = tmp_path / "dlt" / "pipelines" / PIPELINE
+    before = packages(pipeline_dir)
+    pages_before = list_pages(server)
+    process = start_load(server, tmp_path)
     deadline = time.monotonic() + 120
     while process.poll() is None and time.monotonic() < deadline:
-        if condition():
+        if point.reached(server, pages_before, before, packages(pipeline_dir)):
+            process.send_signal(signal.SIGSTOP)  # freeze it: its folders stop changing
+            frozen = packages(pipeline_dir)
             process.send_signal(signal.SIGKILL)
             process.wait()
-            return True
-        time.sleep(0.002)
+            step = step_of(before, frozen)
+            assert step == point.step, f"aimed at {point}, the run was in {step}"
+            return Kill(step, frozen.pending, list_pages(server) - pages_before)
+        time.sleep(0.001)
+    process.kill()
     process.wait()
-    return False
+    pytest.fail(f"the load ended (exit {process.returncode}) before reaching {point}; "
+                "nothing was tested")
 
 
-@pytest.mark.parametrize("phase", ["extract", "normalize", "load"])
-def test_killed_run_is_completed_by_the_next_run(
-    phase: str, make_sandbox: Callable[..., Sandbox], make_warehouse: Callable[..., Any],
-    tmp_path: Path,
-) -> None:
-    server = make_sandbox(leads=4_000, seed=43, rate_limit=0)
-    pipeline_dir = tmp_path / "dlt" / "pipelines" / PIPELINE
-    conditions: dict[str, Callable[[], bool]] = {
-        "extract": lambda: server.stats()["by_route"].get("GET /leads", 0) >= 10,
-        "normalize": lambda: has_package(pipeline_dir / "normalize" / "extracted"),
-        "load": lambda: has_package(pipeline_dir / "load" / "normalized"),
-    }
-    if phase == "extract":
-        server.set_faults(latency_ms=30)
-    killed = kill_when(start_load(server, tmp_path), conditions[phase])
-    server.set_faults(latency_ms=0)
-    assert killed, f"the load finished before reaching {phase}; nothing was tested"
+def completed_loads(tmp_path: Path) -> set[str]:
+    """Load ids that the warehouse itself records as completed (status 0)."""
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as connection:
+        rows = connection.execute("select load_id from leadrat._dlt_loads where status = 0")
+        return {row[0] for row in rows.fetchall()}
 
-    server.churn(200)
-    resumed = start_load(server, tmp_path)
-    assert resumed.wait(timeout=180) == 0
 
+def resume(server: Sandbox, tmp_path: Path) -> int:
+    """Run a load to the end; returns the list pages it asked for."""
+    pages_before = list_pages(server)
+    process = start_load(server, tmp_path)
+    assert process.wait(timeout=180) == 0, (tmp_path / "stderr.log").read_text()[-3000:]
+    return list_pages(server) - pages_before
+
+
+def warehouse_of(make_warehouse: Callable[..., Any], server: Sandbox, tmp_path: Path) -> Warehouse:
     warehouse: Warehouse = make_warehouse(server)
     warehouse.pipelines_dir = tmp_path / "dlt" / "pipelines"
     warehouse.pipeline_name = PIPELINE
-    assert_equal_to_sandbox(warehouse)
+    return warehouse
 
 
-def test_killed_again_and_again_at_random_instants_still_ends_exact(
+@pytest.mark.parametrize(
+    "point",
+    [KillPoint("extract", pages=15), KillPoint("normalize"), KillPoint("load"),
+     KillPoint("load", mid_load=True)],
+    ids=["extract", "normalize", "load", "load-mid-way"],
+)
+def test_killed_run_is_completed_by_the_next_run(
+    point: KillPoint, make_sandbox: Callable[..., Sandbox], make_warehouse: Callable[..., Any],
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    leads = 4_000
+    server = make_sandbox(leads=leads, seed=43, rate_limit=0)
+    server.set_faults(latency_ms=LATENCY_MS)
+    kill = kill_at(server, tmp_path, point)
+    server.set_faults(latency_ms=0)
+
+    changed = len({change.get("lead_id") for change in server.churn(200)})
+    pages = resume(server, tmp_path)
+    if point.step == "extract":
+        assert not kill.left, "a run killed while extracting left a package"
+        # nothing was committed: the next run reads everything, once
+        assert pages <= math.ceil((leads + changed) / 100) + HANDFUL, pages
+    else:
+        assert len(kill.left) == 1
+        assert kill.left <= completed_loads(tmp_path), (
+            "the next run did not load the package the killed run left")
+        # the package held the first read; the next run reads only what changed since
+        assert pages <= math.ceil(changed / 100) + HANDFUL, f"{pages} pages: a re-read"
+    assert_equal_to_sandbox(warehouse_of(make_warehouse, server, tmp_path))
+
+
+def test_killed_again_and_again_at_every_step_still_ends_exact(
     make_sandbox: Callable[..., Sandbox], make_warehouse: Callable[..., Any], tmp_path: Path,
 ) -> None:
-    import random
-
+    """Seeded kill points, each run killed while the previous one's package may still wait:
+    every package a kill left is loaded later, and the warehouse ends exact."""
     server = make_sandbox(leads=4_000, seed=59, rate_limit=0)
-    server.set_faults(latency_ms=5)
-    instants = random.Random(59).sample([0.4, 0.8, 1.2, 1.6, 2.0, 2.4, 2.8, 3.2], 5)
-    killed = 0
-    for instant in instants:
-        deadline = time.monotonic() + instant
-        load = start_load(server, tmp_path)
-        killed += kill_when(load, lambda deadline=deadline: time.monotonic() >= deadline)
+    server.set_faults(latency_ms=LATENCY_MS)
+    choices = [KillPoint("extract", pages=1), KillPoint("extract", pages=12),
+               KillPoint("normalize"), KillPoint("load"), KillPoint("load", mid_load=True)]
+    points = random.Random(59).sample(choices, len(choices))
+    left: set[str] = set()
+    for point in points:
+        if point.step == "extract" and point.pages > 1 and left:
+            point = KillPoint("extract", pages=1)  # an incremental run reads one page or so
+        kill = kill_at(server, tmp_path, point)
+        left |= kill.left
         server.churn(40)
-    assert killed >= 3, "most runs finished before their kill; nothing was tested"
+    assert left, "no kill left a package to finish"
     server.set_faults(latency_ms=0)
-    assert start_load(server, tmp_path).wait(timeout=180) == 0
-
-    warehouse: Warehouse = make_warehouse(server)
-    warehouse.pipelines_dir = tmp_path / "dlt" / "pipelines"
-    warehouse.pipeline_name = PIPELINE
-    assert_equal_to_sandbox(warehouse)
+    resume(server, tmp_path)
+    assert left <= completed_loads(tmp_path), (
+        f"packages never loaded: {sorted(left - completed_loads(tmp_path))}")
+    assert_equal_to_sandbox(warehouse_of(make_warehouse, server, tmp_path))

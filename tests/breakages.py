@@ -1,0 +1,209 @@
+"""The breakage drill (`make breakages`): break one feature at a time, on purpose, and check
+that the tests meant to guard it fail.
+
+Each breakage is a textual substitution in one source file, applied in a temporary copy of
+the checkout (the checkout itself is never touched), after which the breakage's tests run
+there. A breakage whose tests still pass is reported as MISSED: the suite would not notice
+that feature breaking. A pattern that no longer matches the source exactly once stops the
+drill with the breakage's name, so the drill cannot rot silently when the code changes.
+
+    python tests/breakages.py                      # every breakage
+    python tests/breakages.py --only lookback-zero # some of them
+    python tests/breakages.py --tests-from REF     # the same breakages, judged by the tests
+                                                   # of git commit REF (before/after figures)
+    python tests/breakages.py --list
+
+Not part of `make test`: it runs the guarding tests once per breakage (several minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+IGNORED = shutil.ignore_patterns(
+    ".git", ".venv*", "__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache",
+    "*.duckdb", "*.egg-info", "build", "dist",
+)
+
+
+@dataclass(frozen=True)
+class Breakage:
+    """Replace `old` (which must occur exactly once) by `new` in `path`; `tests` must fail."""
+
+    name: str
+    path: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+
+BREAKAGES = (
+    Breakage(
+        "finish-interrupted-always-discards",
+        "leadrat_source/load.py",
+        "        pipeline.normalize()\n        pipeline.load()\n",
+        "        raise RuntimeError('breakage drill: discard what the killed run left')\n",
+        ("tests/test_kill_resume.py",),
+    ),
+    Breakage(
+        "quota-resume-point-ignored",
+        "leadrat_source/source.py",
+        'updated_at.get_state()["last_value"] = resume_point',
+        'updated_at.get_state()["last_value"] = updated_at.start_value',
+        ("tests/test_load_duckdb.py::test_a_spent_daily_quota_keeps_what_was_read_and_the_next_run_resumes",),
+    ),
+    Breakage(
+        "pacer-twice-as-slow",
+        "leadrat_source/pacing.py",
+        "interval = (self._reset + self._margin - now) / available",
+        "interval = 2 * (self._reset + self._margin - now) / available",
+        ("tests/test_pacing.py",
+         "tests/test_load_duckdb.py::test_a_load_at_the_plan_limit_uses_the_budget_without_429s"),
+    ),
+    Breakage(
+        "retry-after-ignored",
+        "leadrat_source/retrying.py",
+        "            seconds = max(seconds, hint)",
+        "            pass",
+        ("tests/test_client_retries.py",),
+    ),
+    Breakage(
+        "retried-page-dropped",
+        "leadrat_source/transport.py",
+        "                    return self._attempt(method, path, query, payload, number)",
+        "                    answer = self._attempt(method, path, query, payload, number)\n"
+        "                    if number > 1 and isinstance(answer, dict) and 'data' in answer:\n"
+        "                        answer = {**answer, 'data': []}\n"
+        "                    return answer",
+        ("tests/test_load_duckdb.py::test_faults_during_a_load_lose_or_duplicate_nothing",),
+    ),
+    Breakage(
+        "tags-marker-row-not-sent",
+        "leadrat_source/lead_tables.py",
+        'sorted(set(lead.get("tags") or ())) or [""]',
+        'sorted(set(lead.get("tags") or ()))',
+        ("tests/test_lead_tables.py", "tests/test_load_duckdb.py"),
+    ),
+    Breakage(
+        "lookback-zero",
+        "leadrat_source/source.py",
+        "        lag=lookback_seconds,\n",
+        "        lag=0,\n",
+        ("tests/test_load_duckdb.py",),
+    ),
+    Breakage(
+        "reverse-sync-ledger-never-records",
+        "leadrat_source/reverse_sync/ledger.py",
+        "        self._confirmed.append(\n",
+        "        [].append(\n",
+        ("tests/test_reverse_sync.py", "tests/test_reverse_sync_resume.py"),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    breakage: Breakage
+    outcome: str  # "caught", "MISSED" or "ERROR (...)"
+    seconds: float
+
+
+def copy_checkout(tests_from: str | None) -> Path:
+    """A temporary copy of the checkout; with `tests_from`, its tests/ from that commit."""
+    copy = Path(tempfile.mkdtemp(prefix="leadrat-breakages-")) / "checkout"
+    shutil.copytree(ROOT, copy, ignore=IGNORED)
+    if tests_from:
+        shutil.rmtree(copy / "tests")
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", tests_from, "tests"],
+                                 check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(copy)], input=archive, check=True)
+    return copy
+
+
+def apply(copy: Path, breakage: Breakage) -> str:
+    """Apply the breakage to the copy; returns the file's original text to restore."""
+    target = copy / breakage.path
+    original = target.read_text()
+    found = original.count(breakage.old)
+    if found != 1:
+        raise SystemExit(
+            f"breakage {breakage.name!r}: the pattern occurs {found} times in {breakage.path} "
+            f"(expected once); update it in tests/breakages.py:\n{breakage.old}"
+        )
+    target.write_text(original.replace(breakage.old, breakage.new))
+    return original
+
+
+def run_tests(copy: Path, breakage: Breakage, log_dir: Path) -> str:
+    env = {**os.environ, "PYTHONPATH": str(copy)}
+    log = log_dir / f"{breakage.name}.log"
+    with log.open("w") as output:
+        code = subprocess.run(
+            [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+             *breakage.tests],
+            cwd=copy, env=env, stdout=output, stderr=subprocess.STDOUT, check=False,
+        ).returncode
+    if code == 1:
+        return "caught"
+    if code == 0:
+        return "MISSED"
+    return f"ERROR (pytest exit {code}, see {log})"
+
+
+def drill(breakages: list[Breakage], tests_from: str | None) -> list[Verdict]:
+    copy = copy_checkout(tests_from)
+    log_dir = copy.parent / "logs"
+    log_dir.mkdir()
+    print(f"checkout copied to {copy}; pytest logs in {log_dir}", flush=True)
+    verdicts = []
+    try:
+        for breakage in breakages:
+            original = apply(copy, breakage)
+            started = time.monotonic()
+            try:
+                outcome = run_tests(copy, breakage, log_dir)
+            finally:
+                (copy / breakage.path).write_text(original)
+            verdicts.append(Verdict(breakage, outcome, time.monotonic() - started))
+            print(f"{outcome:>8}  {breakage.name}  ({verdicts[-1].seconds:.0f} s)", flush=True)
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)
+    return verdicts
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these breakages")
+    parser.add_argument("--tests-from", metavar="REF",
+                        help="judge with the tests/ folder of this git commit")
+    parser.add_argument("--list", action="store_true", help="list the breakages and exit")
+    args = parser.parse_args(argv)
+    chosen = [b for b in BREAKAGES if not args.only or b.name in args.only]
+    unknown = set(args.only or ()) - {b.name for b in BREAKAGES}
+    if unknown:
+        parser.error(f"unknown breakage(s): {', '.join(sorted(unknown))}")
+    if args.list:
+        for breakage in chosen:
+            print(f"{breakage.name}: {breakage.path}; guarded by {' '.join(breakage.tests)}")
+        return 0
+    verdicts = drill(chosen, args.tests_from)
+    caught = sum(v.outcome == "caught" for v in verdicts)
+    print(f"\n{caught} of {len(verdicts)} breakages caught")
+    for verdict in verdicts:
+        if verdict.outcome != "caught":
+            print(f"  {verdict.outcome}: {verdict.breakage.name} "
+                  f"({verdict.breakage.path}; tests {' '.join(verdict.breakage.tests)})")
+    return 0 if caught == len(verdicts) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
