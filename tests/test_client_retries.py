@@ -8,7 +8,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from served import arrivals
 
+from leadrat_source.client import LeadRatClient
 from leadrat_source.errors import DuplicateLead, NotFound, QuotaExhausted, ValidationFailed
 
 
@@ -26,6 +28,20 @@ def test_two_failures_then_success(make_sandbox, make_client, status: int) -> No
     assert requests_made(server) == 3
     assert client.stats.requests == 3 and client.stats.retries == 2
     assert client.stats.by_status == {status: 2, 200: 1}
+
+
+def test_retry_after_is_honoured_with_the_production_backoff(make_sandbox) -> None:
+    """The sandbox's 429 asks for `Retry-After: 1`; the production policy's own first
+    backoff (0.25-0.5 s) is shorter, so only a client that honours the header waits ~1 s.
+    The gap is measured on the server's side."""
+    server = make_sandbox()
+    server.set_faults(fail_next=[{"status": 429, "count": 1, "path_prefix": "/leads"}])
+    with LeadRatClient(server.base_url, api_key=server.read_key) as client, \
+            arrivals(server) as run:
+        assert len(client.leads.list_page(per_page=1).items) == 1
+    assert len(run.times) == 2 and server.stats()["by_status"] == {"429": 1, "200": 1}
+    # arrivals are sampled every 5 ms: each end may be off by that much
+    assert 1.0 - 0.02 <= run.span <= 1.5, f"retried {run.span:.2f} s after the 429"
 
 
 def test_dropped_connections_and_truncated_bodies_are_retried(make_sandbox, make_client) -> None:
@@ -92,8 +108,18 @@ def test_delete_after_an_ambiguous_failure_counts_as_done(make_sandbox, make_cli
     client = make_client(server, timeout=0.15, backoff_base=0.8, backoff_cap=0.8)
     lead_id = client.leads.list_page(per_page=1).items[0]["id"]
     server.set_faults(latency_ms=300)
-    threading.Timer(0.05, lambda: server.set_faults(latency_ms=0)).start()
+
+    def fast_again_once_deleted() -> None:
+        # the slow DELETE has done its work (after the client gave up on it at 0.15 s);
+        # the retry comes 0.4-0.8 s after that give-up, so it is never slowed down
+        while server.store.lead(lead_id) is not None:
+            time.sleep(0.002)
+        server.set_faults(latency_ms=0)
+
+    watcher = threading.Thread(target=fast_again_once_deleted)
+    watcher.start()
     assert client.leads.delete(lead_id) is None
+    watcher.join()
     assert client.stats.retries == 1
     with pytest.raises(NotFound):
         client.leads.get(lead_id)
