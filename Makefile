@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install lint clean bench
+.PHONY: demo test install lint clean bench breakages
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ demo: $(STAMP)
 
 test: $(STAMP) $(BQEMULATOR_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The breakage drill: breaks each guarded feature on purpose (in a temporary copy of the
+# checkout) and reports any breakage the tests did not catch. Not part of `make test`.
+breakages: $(STAMP) $(BQEMULATOR_STAMP)
+	$(BIN)/python tests/breakages.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check leadrat_source tests bench pipelines

@@ -74,7 +74,8 @@ BREAKAGES = (
         "leadrat_source/retrying.py",
         "            seconds = max(seconds, hint)",
         "            pass",
-        ("tests/test_client_retries.py",),
+        ("tests/test_client_retries.py::test_retry_after_is_honoured_with_the_production_backoff",
+         "tests/test_client_retries.py"),
     ),
     Breakage(
         "retried-page-dropped",
@@ -98,7 +99,8 @@ BREAKAGES = (
         "leadrat_source/source.py",
         "        lag=lookback_seconds,\n",
         "        lag=0,\n",
-        ("tests/test_load_duckdb.py",),
+        ("tests/test_load_duckdb.py::test_a_late_commit_within_the_lookback_is_picked_up_by_the_next_run",
+         "tests/test_load_duckdb.py"),
     ),
     Breakage(
         "reverse-sync-ledger-never-records",

@@ -11,6 +11,8 @@ import pytest
 from served import arrivals, served, served_during
 from warehouse import assert_equal_to_sandbox, expected_leads
 
+from leadrat_source.lead_tables import parse_timestamp
+
 HANDFUL = 8  # requests beyond the list pages: pipelines, three analytics, slice edges
 
 
@@ -158,33 +160,78 @@ def test_backfill_window_loads_only_that_window_and_keeps_the_cursor(
     assert_equal_to_sandbox(warehouse)
 
 
-def test_analytics_snapshot_of_a_day_is_replaced_by_a_rerun(
+def expected_analytics(server: Any, day: dt.date) -> dict[str, Any]:
+    """The three reports for the 30 days up to `day`, computed here from the sandbox's
+    export and pipelines (the contract: a lead counts if not deleted and created on a day
+    of the range; the funnel counts the leads at each stage, its rate the share of the
+    pipeline's leads at that stage or a later one)."""
+    first = day - dt.timedelta(days=29)
+    leads = [lead for lead in server.export_leads() if not lead["deleted_at"]
+             and first <= dt.date.fromisoformat(lead["created_at"][:10]) <= day]
+
+    def rate(part: int, whole: int) -> float:
+        return round(part / whole, 4) if whole else 0.0
+
+    def count(status: str, among: list[dict[str, Any]]) -> int:
+        return sum(lead["status"] == status for lead in among)
+
+    summary = {"from": first.isoformat(), "to": day.isoformat(), "total_leads": len(leads),
+               "new_leads": count("new", leads), "converted_leads": count("converted", leads),
+               "lost_leads": count("lost", leads),
+               "conversion_rate": rate(count("converted", leads), len(leads))}
+    sources = {}
+    for source in {lead["source"] for lead in leads}:
+        of_source = [lead for lead in leads if lead["source"] == source]
+        converted = count("converted", of_source)
+        sources[source] = (len(of_source), converted, rate(converted, len(of_source)))
+    funnel = {}
+    for pipeline in (server.store.pipeline(p.id) for p in server.store.pipelines):
+        stages = sorted(pipeline["stages"], key=lambda stage: stage["position"])
+        at = {s["id"]: sum(lead["stage_id"] == s["id"] for lead in leads) for s in stages}
+        reach = total = sum(at.values())
+        for stage in stages:
+            funnel[(pipeline["id"], stage["id"])] = (at[stage["id"]], rate(reach, total))
+            reach -= at[stage["id"]]
+    return {"summary": summary, "sources": sources, "funnel": funnel}
+
+
+def test_analytics_of_the_last_30_days_match_the_sandbox_and_a_rerun_replaces_the_day(
     make_sandbox: Callable[..., Any], make_warehouse: Callable[..., Any]
 ) -> None:
-    server = make_sandbox(leads=400, seed=23, rate_limit=0)
+    server = make_sandbox(leads=1_000, seed=23, rate_limit=0)
     warehouse = make_warehouse(server)
     warehouse.load(resources=["analytics"])
-    server.churn(80)
+    server.churn(80)  # new leads today, others deleted or converted: the numbers move
     warehouse.load(resources=["analytics"])
-    summary = warehouse.rows("analytics_summary")
-    assert len(summary) == 1
-    with warehouse.client as client:
-        live = client.analytics.summary(summary[0]["from"], summary[0]["to"])
-    assert summary[0]["total_leads"] == live["total_leads"]
+    today = dt.datetime.now(dt.UTC).date()
+    expected = expected_analytics(server, today)
+    assert expected["summary"]["total_leads"] > 20, "too few leads in the window to judge"
+
+    [summary] = warehouse.rows("analytics_summary")
+    assert summary["snapshot_date"] == today
+    assert {name: summary[name] for name in expected["summary"]} == expected["summary"]
     sources = warehouse.rows("analytics_sources")
-    assert len({row["source"] for row in sources}) == len(sources)
+    assert {row["source"]: (row["leads"], row["converted"], row["conversion_rate"])
+            for row in sources} == expected["sources"]
+    funnel = warehouse.rows("analytics_funnel")
+    assert {(row["pipeline_id"], row["stage_id"]): (row["leads"], row["conversion_rate"])
+            for row in funnel} == expected["funnel"]
+    assert all(row["snapshot_date"] == today for row in sources + funnel)
+    assert len(sources) == len(expected["sources"]) and len(funnel) == len(expected["funnel"])
 
 
-def test_pipelines_and_stages_match_the_api(
+def test_pipelines_and_stages_match_the_sandbox(
     sandbox: Any, make_warehouse: Callable[..., Any]
 ) -> None:
     warehouse = make_warehouse(sandbox)
     warehouse.load(resources=["pipelines"])
-    with warehouse.client as client:
-        pipelines = list(client.pipelines.iter())
-    assert {row["id"] for row in warehouse.rows("pipelines")} == {p["id"] for p in pipelines}
-    stages = {(row["pipeline_id"], row["id"], row["position"]) for row in warehouse.rows("pipeline_stages")}
-    assert stages == {(p["id"], s["id"], s["position"]) for p in pipelines for s in p["stages"]}
+    pipelines = [sandbox.store.pipeline(p.id) for p in sandbox.store.pipelines]
+    assert {(row["id"], row["name"]) for row in warehouse.rows("pipelines")} == {
+        (p["id"], p["name"]) for p in pipelines}
+    stages = {(row["pipeline_id"], row["id"], row["name"], row["position"], row["probability"])
+              for row in warehouse.rows("pipeline_stages")}
+    assert stages == {(p["id"], s["id"], s["name"], s["position"], s["probability"])
+                      for p in pipelines for s in p["stages"]}
 
 
 def test_a_load_at_the_plan_limit_uses_the_budget_without_429s(
@@ -255,3 +302,41 @@ def test_a_huge_first_load_runs_as_several_bounded_loads(
     server.churn(100)
     warehouse.load()
     assert_equal_to_sandbox(warehouse)
+
+
+def test_a_late_commit_within_the_lookback_is_picked_up_by_the_next_run(
+    make_sandbox: Callable[..., Any], make_warehouse: Callable[..., Any],
+    make_client: Callable[..., Any], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`lookback_seconds`: an update that becomes visible late, with an `updated_at` before
+    the newest one the last run saw (a slow transaction, a skewed server clock), is read by
+    the next run if it is within the lookback, and only then."""
+    from leadrat_source.sandbox import store
+
+    monkeypatch.setenv("SOURCES__LEADRAT__LOOKBACK_SECONDS", "30")
+    server = make_sandbox(leads=300, seed=31, rate_limit=0)
+    warehouse = make_warehouse(server)
+    writer = make_client(server)
+    newest, late, too_late = [lead for lead in server.export_leads() if not lead["deleted_at"]][:3]
+    writer.leads.update(newest["id"], score=(newest["score"] or 0) % 100 + 1)
+    warehouse.load()
+    cursor_ms = max(int(parse_timestamp(lead["updated_at"]).timestamp() * 1000)
+                    for lead in server.export_leads())
+
+    def commit_at(lead: dict[str, Any], seconds_before_cursor: float) -> int:
+        score = (lead["score"] or 0) % 100 + 1
+        clock = store.now_ms
+        store.now_ms = lambda: cursor_ms - int(seconds_before_cursor * 1000)
+        try:
+            writer.leads.update(lead["id"], score=score)
+        finally:
+            store.now_ms = clock
+        return score
+
+    late_score = commit_at(late, 20)
+    commit_at(too_late, 40)
+    warehouse.load()
+    stored = {row["id"]: row["score"] for row in warehouse.rows("leads")}
+    assert stored[late["id"]] == late_score, "a late commit 20 s back was missed (lookback 30 s)"
+    assert stored[too_late["id"]] == too_late["score"], (
+        "a commit 40 s back was read: the lookback is not the configured 30 s")
