@@ -119,14 +119,20 @@ def test_pipelines(make_sandbox, make_client) -> None:
 
 def test_analytics(sandbox, make_client) -> None:
     client = make_client(sandbox)
+    live = [lead for lead in sandbox.export_leads() if not lead["deleted_at"]]
     summary = client.analytics.summary(date(2000, 1, 1), "2100-12-31")
     assert summary["from"].startswith("2000-01-01") and summary["to"].startswith("2100-12-31")
-    assert summary["total_leads"] >= 0
-    sources = client.analytics.sources(date_from=date(2000, 1, 1))
-    assert isinstance(sources, list) and {"source", "leads"} <= set(sources[0])
-    pipeline_id = client.pipelines.list_page(per_page=1).items[0]["id"]
-    funnel = client.analytics.funnel(pipeline_id=pipeline_id)
-    assert isinstance(funnel, list) and all(row["pipeline_id"] == pipeline_id for row in funnel)
+    assert summary["total_leads"] == len(live) > 0
+    sources = client.analytics.sources(date_from=date(2000, 1, 1), date_to="2100-12-31")
+    assert {row["source"]: row["leads"] for row in sources} == {
+        source: sum(lead["source"] == source for lead in live)
+        for source in {lead["source"] for lead in live}}
+    pipeline = sandbox.store.pipeline(sandbox.store.pipelines[0].id)
+    funnel = client.analytics.funnel("2000-01-01", "2100-12-31", pipeline_id=pipeline["id"])
+    assert [(row["pipeline_id"], row["stage_id"], row["leads"]) for row in funnel] == [
+        (pipeline["id"], stage["id"], sum(lead["stage_id"] == stage["id"] for lead in live))
+        for stage in sorted(pipeline["stages"], key=lambda stage: stage["position"])]
+    assert sum(row["leads"] for row in funnel) > 0
 
 
 def test_bearer_token(sandbox, make_client) -> None:

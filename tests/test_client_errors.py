@@ -150,7 +150,9 @@ def test_transport_error_after_retries(make_sandbox, make_client) -> None:
     server.set_faults(latency_ms=600)
     with pytest.raises(TransportError) as caught:
         client.leads.list_page(per_page=1)
-    assert "timed out" in caught.value.message
+    assert "timed out" in caught.value.message and "gave up after 2 attempts" in caught.value.message
+    # both attempts reached the server (counted on arrival, before the latency)
+    assert server.stats()["by_route"] == {"GET /leads": 2}
     server.set_faults(latency_ms=0)
 
 
