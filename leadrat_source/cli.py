@@ -1,7 +1,9 @@
 """`leadrat`: the command line. It only maps flags onto the library and errors onto exit codes.
 
 Exit codes: 0 ok; 2 usage or configuration error; 3 authentication or permission;
-4 quota exhausted (state is consistent: the next run resumes); 1 anything else.
+4 quota exhausted (state is consistent: the next run resumes); 130 interrupted (Ctrl-C);
+1 anything else. With `--log-format json` every command ends with one structured line
+(`"event": "run_finished"`: exit code, duration and, for a load, rows and requests).
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
+from leadrat_source import __version__
 from leadrat_source.errors import (
     AuthenticationFailed,
     ConfigurationError,
@@ -26,6 +31,8 @@ from leadrat_source.load import LoadRequest
 from leadrat_source.sandbox.cli import add_sandbox_parser
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_AUTH, EXIT_QUOTA = 0, 1, 2, 3, 4
+#: The shell's code for a process ended by SIGINT (128 + 2).
+EXIT_INTERRUPTED = 130
 
 log = logging.getLogger("leadrat_source.cli")
 
@@ -40,9 +47,10 @@ class JsonLogFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        entry.update(getattr(record, "fields", {}))
         if record.exc_info:
             entry["error"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
+        return json.dumps(entry, ensure_ascii=False, default=str)
 
 
 def configure_logging(log_format: str, verbose: bool) -> None:
@@ -82,7 +90,11 @@ def _report(lines: list[str]) -> int:
 
 def cmd_load(args: argparse.Namespace) -> int:
     from leadrat_source.load import run_load
+    from leadrat_source.progress import LoadProgress, LogDisplay, TerminalDisplay
 
+    on_terminal = args.log_format == "text" and sys.stderr.isatty()
+    progress = LoadProgress(TerminalDisplay() if on_terminal else LogDisplay())
+    args.run_record = progress  # the closing JSON line reports its counters
     summary = run_load(
         LoadRequest(
             destination=args.destination,
@@ -92,7 +104,8 @@ def cmd_load(args: argparse.Namespace) -> int:
             since=args.since,
             until=args.until,
             full_refresh=args.full_refresh,
-        )
+        ),
+        progress=progress,
     )
     return _report(summary.lines())
 
@@ -138,6 +151,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 def exit_code_for(error: BaseException) -> int:
     """Map an error (possibly wrapped by dlt) onto the documented exit codes."""
     cause = _root_cause(error)
+    if isinstance(cause, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
     if isinstance(cause, ConfigurationError):
         return EXIT_USAGE
     if isinstance(cause, (AuthenticationFailed, PermissionDenied)):
@@ -170,29 +185,82 @@ def _is_configuration_problem(error: BaseException) -> bool:
 
 
 def _describe(error: BaseException) -> str:
+    from dlt.common.configuration.exceptions import ConfigFieldMissingException
+
+    from leadrat_source.config_errors import describe_missing_configuration
+
     cause = _root_cause(error)
-    return str(cause) if isinstance(cause, LeadRatError) else f"{type(cause).__name__}: {cause}"
+    if isinstance(cause, LeadRatError):
+        return str(cause)
+    if isinstance(cause, ConfigFieldMissingException):
+        return describe_missing_configuration(cause)
+    return f"{type(cause).__name__}: {cause}"
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Examples keep their lines; an option's help shows its default when it has a value
+    worth showing (not None, not a flag's False)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help_text = action.help or ""
+        default = action.default
+        if (
+            "%(default)" not in help_text
+            and default not in (None, False, True, argparse.SUPPRESS)
+            and action.option_strings
+        ):
+            help_text += " (default: %(default)s)"
+        return help_text
+
+
+def _command(commands: Any, name: str, help_text: str, examples: str,
+             parents: Sequence[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    """A subcommand with the shared options (also accepted after its name) and examples."""
+    return commands.add_parser(  # type: ignore[no-any-return]
+        name, help=help_text, description=help_text[:1].upper() + help_text[1:] + ".",
+        epilog="examples:\n" + examples, formatter_class=HelpFormatter, parents=parents,
+    )
+
+
+def _shared_options(parser: argparse.ArgumentParser, default: Any) -> None:
+    """Logging options of every command; subcommands take them with `default` SUPPRESS,
+    so that `leadrat load --log-format json` and `leadrat --log-format json load` agree."""
+    parser.add_argument("--log-format", choices=("text", "json"),
+                        default="text" if default is None else default,
+                        help="json: one JSON object per log line, for schedulers")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        default=False if default is None else default,
+                        help="debug logging, and dlt's full detail on errors")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="leadrat", description="Load LeadRat CRM data into your warehouse with dlt."
+        prog="leadrat", description="Load LeadRat CRM data into your warehouse with dlt.",
+        epilog=MAIN_EXAMPLES, formatter_class=HelpFormatter,
     )
-    parser.add_argument("--log-format", choices=("text", "json"), default="text")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _shared_options(parser, default=None)
+    shared = argparse.ArgumentParser(add_help=False)
+    _shared_options(shared, default=argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    load = commands.add_parser("load", help="load leads, pipelines and analytics")
+    load = _command(commands, "load", "load leads, pipelines and analytics", LOAD_EXAMPLES,
+                    [shared])
     _add_target_arguments(load)
-    load.add_argument("--resources", type=_names, help="comma-separated: leads,pipelines,analytics")
-    load.add_argument("--since", type=_timestamp, help="backfill leads updated at or after this")
-    load.add_argument("--until", type=_timestamp, help="backfill leads updated before this")
+    load.add_argument("--resources", type=_names,
+                      help="comma-separated subset of leads,pipelines,analytics (default: all)")
+    load.add_argument("--since", type=_timestamp,
+                      help="backfill leads updated at or after this (ISO date or timestamp); "
+                      "leaves the incremental cursor alone")
+    load.add_argument("--until", type=_timestamp,
+                      help="backfill leads updated before this (default with --since: now)")
     load.add_argument("--full-refresh", action="store_true",
                       help="drop the tables and state of this source and load everything again")
     load.set_defaults(func=cmd_load)
 
-    reverse = commands.add_parser(
-        "reverse-sync", help="push lead scores and fields from the warehouse into LeadRat")
+    reverse = _command(commands, "reverse-sync",
+                       "push lead scores and fields from the warehouse into LeadRat",
+                       REVERSE_SYNC_EXAMPLES, [shared])
     reverse.add_argument("--destination", help="profile from destinations.toml (default: duckdb)")
     reverse.add_argument("--dataset", help="dataset/schema of the input and ledger "
                          "(default: leadrat)")
@@ -212,18 +280,53 @@ def build_parser() -> argparse.ArgumentParser:
                          "this many)")
     reverse.set_defaults(func=cmd_reverse_sync)
 
-    check = commands.add_parser(
-        "check", help="verify the API key, its scope, the plan's quota and the destination")
+    check = _command(commands, "check",
+                     "verify the API key, its scope, the plan's quota and the destination",
+                     CHECK_EXAMPLES, [shared])
     _add_target_arguments(check)
     check.set_defaults(func=cmd_check)
 
-    status = commands.add_parser(
-        "status", help="last runs, the incremental cursor, row counts, last error")
+    status = _command(commands, "status",
+                      "last runs, the incremental cursor, row counts, last error",
+                      STATUS_EXAMPLES, [shared])
     _add_target_arguments(status)
     status.set_defaults(func=cmd_status)
 
-    add_sandbox_parser(commands)
+    add_sandbox_parser(commands, parents=[shared], formatter_class=HelpFormatter)
     return parser
+
+
+MAIN_EXAMPLES = """examples:
+  leadrat sandbox                  # a local LeadRat API; prints the settings to export
+  leadrat check                    # key, scope, plan, quota and destination
+  leadrat load                     # into ./leadrat_warehouse.duckdb
+  leadrat load --destination postgres --log-format json
+  leadrat status
+
+`leadrat COMMAND --help` shows each command's options. Settings (API key, base URL,
+credentials) come from .dlt/secrets.toml or SOURCES__LEADRAT__* / DESTINATION__* variables.
+Exit codes: 0 ok, 2 usage or configuration, 3 authentication, 4 daily quota spent
+(the next run resumes), 130 interrupted, 1 anything else.
+"""
+LOAD_EXAMPLES = """\
+  leadrat load                                     # incremental, into DuckDB
+  leadrat load --destination postgres              # DESTINATION__POSTGRES__CREDENTIALS=...
+  leadrat load --resources leads --since 2026-01-01 --until 2026-02-01   # a backfill
+  leadrat load --full-refresh                      # drop and reload everything
+"""
+REVERSE_SYNC_EXAMPLES = """\
+  leadrat reverse-sync --dry-run                   # what would be sent
+  leadrat reverse-sync                             # push the table lead_scores
+  leadrat reverse-sync --destination postgres --query "select id as lead_id, p*100 as score from ml.preds"
+"""
+CHECK_EXAMPLES = """\
+  leadrat check
+  leadrat check --destination postgres
+"""
+STATUS_EXAMPLES = """\
+  leadrat status
+  leadrat status --destination postgres --pipeline-name leadrat_nightly
+"""
 
 
 def _add_target_arguments(parser: argparse.ArgumentParser) -> None:
@@ -237,17 +340,50 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(args.log_format, args.verbose)
+    started = time.monotonic()
+    code = _run(args)
+    if args.log_format == "json":
+        _log_run_finished(args, code, time.monotonic() - started)
+    if code == EXIT_INTERRUPTED:
+        # Exit now: threads of the interrupted run may be held by the rate limiter until
+        # its window resets, and nothing they hold is needed (each load commits its state).
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(code)
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
     handler: Callable[[argparse.Namespace], int] = args.func
     try:
         return handler(args)
     except KeyboardInterrupt:
-        log.error("interrupted; the next run resumes where this one stopped")
-        return EXIT_FAILED
+        return _interrupted()
     except Exception as error:  # every failure ends in a clear line and a non-zero exit
         code = exit_code_for(error)
+        if code == EXIT_INTERRUPTED:  # Ctrl-C inside dlt, which wraps it
+            return _interrupted()
         log.error("%s", _describe(error))
         log.debug("details", exc_info=True)
         return code
+
+
+def _interrupted() -> int:
+    log.error("interrupted; the next run resumes where this one stopped")
+    return EXIT_INTERRUPTED
+
+
+def _log_run_finished(args: argparse.Namespace, code: int, seconds: float) -> None:
+    """The closing JSON line, so a scheduler's log tells runs apart and can be summed."""
+    fields: dict[str, Any] = {
+        "event": "run_finished", "command": args.command, "exit_code": code,
+        "duration_seconds": round(seconds, 3),
+    }
+    run_record = getattr(args, "run_record", None)  # set by commands that report more
+    if run_record is not None:
+        fields.update(run_record.record())
+    log.log(logging.INFO if code == EXIT_OK else logging.ERROR,
+            "%s finished with exit code %d", args.command, code, extra={"fields": fields})
 
 
 if __name__ == "__main__":

@@ -210,6 +210,12 @@ class LeadRatClient:
         """The budget the API last reported (limit, remaining, reset), or None."""
         return self.pacer.status
 
+    @property
+    def rate_limit_wait_seconds(self) -> float:
+        """How long the rate limit has held this client back so far: wall-clock time with
+        a request waiting for budget, plus the sleeps before retrying a 429."""
+        return self.pacer.stats.held_seconds + self.stats.snapshot().rate_limit_retry_seconds
+
     def close(self) -> None:
         self._transport.close()
 

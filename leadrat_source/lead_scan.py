@@ -278,6 +278,7 @@ class LeadScanner:
                 put((slice_id, error))
 
         executor = ThreadPoolExecutor(self.settings.workers, thread_name_prefix="leadrat-scan")
+        interrupted = False
         try:
             for slice_id, window in enumerate(slices, 1):
                 executor.submit(read_slice, slice_id, window)
@@ -289,6 +290,10 @@ class LeadScanner:
                     raise item
                 else:
                     yield self._deliver(slice_id, item)
+        except KeyboardInterrupt:
+            interrupted = True
+            raise
         finally:
             stop.set()
-            executor.shutdown(wait=True, cancel_futures=True)
+            # Ctrl-C does not wait for readers held back by the rate limit (up to a window)
+            executor.shutdown(wait=not interrupted, cancel_futures=True)

@@ -21,7 +21,9 @@ from leadrat_source import settings
 from leadrat_source.client import LeadRatClient
 from leadrat_source.destinations import DestinationProfile, get_profile
 from leadrat_source.errors import ConfigurationError
+from leadrat_source.progress import LoadProgress, LogDisplay
 from leadrat_source.source import RESOURCE_NAMES, RunNotes, leadrat_source, make_client
+from leadrat_source.stats import RequestStatsSnapshot
 
 log = logging.getLogger("leadrat_source.load")
 
@@ -44,32 +46,62 @@ class LoadRequest:
 
 @dataclass
 class LoadSummary:
-    """What a run did, for the closing summary and for `leadrat status`."""
+    """What a run did, for the closing summary and the final JSON log line.
+
+    `rows` counts the rows this run wrote per table (each merged into or replacing rows
+    of its table), taken from dlt's extract step, so they do not depend on the load file
+    format; `leadrat status` counts the rows the tables hold. `tag_markers` are `lead_tags`
+    rows that only delete the old tags of a lead read without tags: they are in
+    `rows["lead_tags"]` but never stay in the table.
+    """
 
     pipeline_name: str
     destination: str
     dataset: str
     rows: dict[str, int] = field(default_factory=dict)
+    tag_markers: int = 0
     requests: int = 0
     retries: int = 0
     rate_limited: int = 0
+    rate_limit_wait_seconds: float = 0.0
     seconds: float = 0.0
     resumed_packages: int = 0
 
     def lines(self) -> list[str]:
-        rows = ", ".join(f"{table}={count}" for table, count in sorted(self.rows.items()))
+        rows = ", ".join(
+            f"{table}={count}" + (f" (incl. {self.tag_markers} no-tag markers, not kept)"
+                                  if table == "lead_tags" and self.tag_markers else "")
+            for table, count in sorted(self.rows.items())
+        )
         return [
             (
                 f"loaded into {self.destination} dataset {self.dataset!r} "
                 f"(pipeline {self.pipeline_name!r}) in {self.seconds:.1f}s"
             ),
-            f"rows: {rows or 'none'}",
+            f"rows written (merged or replaced into the tables): {rows or 'none'}",
             (
-                f"requests: {self.requests}, retries: {self.retries}, 429s: {self.rate_limited}"
+                f"requests: {self.requests}, retries: {self.retries}, 429s: {self.rate_limited}, "
+                f"rate-limit wait: {self.rate_limit_wait_seconds:.1f}s"
                 + (f", finished {self.resumed_packages} interrupted load(s) first"
                    if self.resumed_packages else "")
             ),
         ]
+
+    def record(self) -> dict[str, Any]:
+        """The summary as the fields of a structured log line."""
+        return {
+            "pipeline": self.pipeline_name,
+            "destination": self.destination,
+            "dataset": self.dataset,
+            "rows": dict(sorted(self.rows.items())),
+            "lead_tags_markers": self.tag_markers,
+            "requests": self.requests,
+            "retries": self.retries,
+            "rate_limited": self.rate_limited,
+            "rate_limit_wait_seconds": round(self.rate_limit_wait_seconds, 3),
+            "load_seconds": round(self.seconds, 3),
+            "resumed_packages": self.resumed_packages,
+        }
 
 
 def check_resources(names: Sequence[str] | None) -> list[str] | None:
@@ -149,11 +181,15 @@ def finish_interrupted(pipeline: Pipeline) -> int:
     return pending
 
 
-def run_load(request: LoadRequest, client: LeadRatClient | None = None) -> LoadSummary:
+def run_load(
+    request: LoadRequest, client: LeadRatClient | None = None,
+    progress: LoadProgress | None = None,
+) -> LoadSummary:
     """Run one load; raises the client's errors (auth, quota, ...) and dlt's on failure.
 
     A first load larger than `max_leads_per_run` runs as several dlt runs in a row, each
-    committing its part, until the leads are caught up.
+    committing its part, until the leads are caught up. `progress` shows how it goes
+    (default: a log line every few seconds).
     """
     resources = check_resources(request.resources)
     profile = get_profile(request.destination)
@@ -161,36 +197,43 @@ def run_load(request: LoadRequest, client: LeadRatClient | None = None) -> LoadS
     started = time.monotonic()
     api = client or make_client()
     before = api.stats.snapshot()  # a shared client counts earlier runs too
+    wait_before = api.rate_limit_wait_seconds
+    progress = progress or LoadProgress(LogDisplay())
     try:
-        summary = LoadSummary(pipeline.pipeline_name, profile.name, pipeline.dataset_name)
-        summary.resumed_packages = finish_interrupted(pipeline)
-        until = request.until
-        if request.since is not None and until is None:
-            # a window with no end would otherwise fall back to the incremental state
-            until = dt.datetime.now(dt.UTC)
-        refresh: dict[str, Any] = {"refresh": "drop_sources"} if request.full_refresh else {}
-        selected = resources
-        while True:
-            notes = RunNotes()
-            source = leadrat_source(since=request.since, until=until, client=api, notes=notes)
-            if selected:
-                source = source.with_resources(*selected)
-            info: LoadInfo = pipeline.run(
-                source,
-                loader_file_format=profile.loader_file_format,  # type: ignore[arg-type]
-                **refresh,
+        with progress:
+            summary = LoadSummary(pipeline.pipeline_name, profile.name, pipeline.dataset_name)
+            progress.summary = summary
+            summary.resumed_packages = finish_interrupted(pipeline)
+            until = request.until
+            if request.since is not None and until is None:
+                # a window with no end would otherwise fall back to the incremental state
+                until = dt.datetime.now(dt.UTC)
+            refresh: dict[str, Any] = (
+                {"refresh": "drop_sources"} if request.full_refresh else {}
             )
-            info.raise_on_failed_jobs()
-            _count_rows(pipeline, summary)
-            if notes.quota_exhausted is not None or not notes.more_to_load:
-                break
-            log.info("loaded a part of the leads (%s so far); going on", summary.rows.get("leads"))
-            refresh, selected = {}, ["leads"]  # the other resources are done
-        stats = api.stats.snapshot()
-        summary.requests = stats.requests - before.requests
-        summary.retries = stats.retries - before.retries
-        summary.rate_limited = stats.rate_limited - before.rate_limited
-        summary.seconds = time.monotonic() - started
+            selected = resources
+            while True:
+                notes = RunNotes()
+                progress.follow(notes, api)
+                source = leadrat_source(
+                    since=request.since, until=until, client=api, notes=notes
+                )
+                if selected:
+                    source = source.with_resources(*selected)
+                info: LoadInfo = pipeline.run(
+                    source,
+                    loader_file_format=profile.loader_file_format,  # type: ignore[arg-type]
+                    **refresh,
+                )
+                info.raise_on_failed_jobs()
+                _count_rows(pipeline, summary)
+                summary.tag_markers += notes.tag_markers
+                _count_requests(summary, api, before, wait_before, started)
+                if notes.quota_exhausted is not None or not notes.more_to_load:
+                    break
+                log.info("loaded a part of the leads (%s so far); going on",
+                         summary.rows.get("leads"))
+                refresh, selected = {}, ["leads"]  # the other resources are done
         if notes.quota_exhausted is not None:
             # what was read is loaded and the cursor set to resume; still a failed run
             for line in summary.lines():
@@ -202,10 +245,29 @@ def run_load(request: LoadRequest, client: LeadRatClient | None = None) -> LoadS
             api.close()
 
 
+def _count_requests(
+    summary: LoadSummary, api: LeadRatClient, before: RequestStatsSnapshot,
+    wait_before: float, started: float,
+) -> None:
+    """Set the summary's request counters and duration: the client's, since `before`."""
+    stats = api.stats.snapshot()
+    summary.requests = stats.requests - before.requests
+    summary.retries = stats.retries - before.retries
+    summary.rate_limited = stats.rate_limited - before.rate_limited
+    summary.rate_limit_wait_seconds = api.rate_limit_wait_seconds - wait_before
+    summary.seconds = time.monotonic() - started
+
+
 def _count_rows(pipeline: Pipeline, summary: LoadSummary) -> None:
-    """Add the rows of the pipeline's last run to the summary."""
+    """Add the rows the pipeline's last run extracted to the summary, per table.
+
+    From the extract step, not the normalize step: dlt 1.31's CSV writer (PostgreSQL's
+    csv load format) counts values instead of rows, so normalize counts are wrong there.
+    """
     trace = pipeline.last_trace
-    if trace and trace.last_normalize_info:
-        for table, count in trace.last_normalize_info.row_counts.items():
-            if not table.startswith("_dlt"):
-                summary.rows[table] = summary.rows.get(table, 0) + count
+    info = trace.last_extract_info if trace else None
+    for package_metrics in (info.metrics.values() if info else ()):
+        for metrics in package_metrics:
+            for table, table_metrics in metrics["table_metrics"].items():
+                if not table.startswith("_dlt"):
+                    summary.rows[table] = summary.rows.get(table, 0) + table_metrics.items_count

@@ -55,13 +55,17 @@ class RateLimitStatus:
 
 @dataclass(frozen=True)
 class PacerStats:
-    """How much the pacer held requests back: number of waits and their total seconds."""
+    """How much the pacer held requests back: number of waits, their total seconds (summed
+    over threads), and `held_seconds`: the wall-clock time during which at least one
+    request was waiting, i.e. how long the rate limit slowed the run down."""
 
     waits: int
     wait_seconds: float
+    held_seconds: float = 0.0
 
     def as_dict(self) -> dict[str, float]:
-        return {"waits": self.waits, "wait_seconds": round(self.wait_seconds, 3)}
+        return {"waits": self.waits, "wait_seconds": round(self.wait_seconds, 3),
+                "held_seconds": round(self.held_seconds, 3)}
 
 
 class RateLimitPacer:
@@ -91,6 +95,9 @@ class RateLimitPacer:
         self._tat = 0.0  # theoretical arrival time of the next evenly spaced request
         self._waits = 0
         self._wait_seconds = 0.0
+        self._waiting = 0  # requests waiting right now
+        self._held_since = 0.0  # monotonic instant the current stretch of waiting began
+        self._held_seconds = 0.0
 
     @property
     def status(self) -> RateLimitStatus | None:
@@ -101,7 +108,10 @@ class RateLimitPacer:
     @property
     def stats(self) -> PacerStats:
         with self._cond:
-            return PacerStats(self._waits, self._wait_seconds)
+            held = self._held_seconds
+            if self._waiting:
+                held += time.monotonic() - self._held_since
+            return PacerStats(self._waits, self._wait_seconds, held)
 
     def acquire(self, max_wait_seconds: float | None = None) -> None:
         """Block until a request may be sent, then count it as in flight.
@@ -110,22 +120,42 @@ class RateLimitPacer:
         than `max_wait_seconds` from now (the daily cap).
         """
         waited = 0.0
+        holding = False
         with self._cond:
-            while True:
-                delay = self._delay()
-                if delay <= 0:
-                    break
-                if max_wait_seconds is not None and delay > max_wait_seconds:
-                    resets_at = datetime.fromtimestamp(self._reset or self._clock(), UTC)
-                    raise QuotaExhausted.until(resets_at, status=None)
-                started = time.monotonic()
-                # Woken early by release() when a response brings news about the budget.
-                self._cond.wait(timeout=delay)
-                waited += time.monotonic() - started
+            try:
+                while True:
+                    delay = self._delay()
+                    if delay <= 0:
+                        break
+                    if max_wait_seconds is not None and delay > max_wait_seconds:
+                        resets_at = datetime.fromtimestamp(self._reset or self._clock(), UTC)
+                        raise QuotaExhausted.until(resets_at, status=None)
+                    started = time.monotonic()
+                    if not holding:
+                        holding = True
+                        self._start_holding(started)
+                    # Woken early by release() when a response brings news about the budget.
+                    self._cond.wait(timeout=delay)
+                    waited += time.monotonic() - started
+            finally:
+                if holding:
+                    self._stop_holding()
             self._in_flight += 1
             if waited > 0:
                 self._waits += 1
                 self._wait_seconds += waited
+
+    def _start_holding(self, now: float) -> None:
+        """One more request waits; the first opens a stretch of held time. Under the lock."""
+        if not self._waiting:
+            self._held_since = now
+        self._waiting += 1
+
+    def _stop_holding(self) -> None:
+        """One request stops waiting; the last closes the stretch. Under the lock."""
+        self._waiting -= 1
+        if not self._waiting:
+            self._held_seconds += time.monotonic() - self._held_since
 
     def release(self, headers: Mapping[str, str] | None) -> None:
         """Mark one request done and learn the budget from its response headers, if any."""

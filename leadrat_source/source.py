@@ -17,13 +17,12 @@ Tables (dataset `leadrat` by default) and how each is kept equal to LeadRat:
 from __future__ import annotations
 
 import datetime as dt
-import logging
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 import dlt
+import pyarrow.compute as pc
 from dlt.common.configuration.inject import with_config
 from dlt.common.configuration.specs import known_sections
 from dlt.common.schema.typing import TColumnSchema, TWriteDispositionConfig
@@ -35,15 +34,13 @@ from leadrat_source import settings
 from leadrat_source.client import LeadRatClient
 from leadrat_source.contract import DEFAULT_BASE_URL
 from leadrat_source.errors import ConfigurationError, QuotaExhausted
-from leadrat_source.lead_scan import LeadScanner, ScanSettings
+from leadrat_source.lead_scan import LeadScanner, ScanSettings, ScanStats
 from leadrat_source.lead_tables import (
     NO_TAGS_MARKER,
     LeadTableBuilder,
     lead_tags_table,
     parse_timestamp,
 )
-
-log = logging.getLogger("leadrat_source.source")
 
 DeleteMode = Literal["soft", "hard"]
 T = TypeVar("T")
@@ -57,6 +54,11 @@ class RunNotes:
     quota_exhausted: QuotaExhausted | None = None
     #: Only a part of a huge window was read (`max_leads_per_run`): load again to go on.
     more_to_load: bool = False
+    #: The running lead scan's counters, for progress displays.
+    scan: ScanStats | None = None
+    #: `lead_tags` marker rows written (one per lead read without tags; they delete that
+    #: lead's old tags and are not kept in the table).
+    tag_markers: int = 0
 
 
 RESOURCE_NAMES = ("leads", "pipelines", "analytics")
@@ -180,18 +182,14 @@ def leads_resource(
             client.leads,
             ScanSettings(per_page=settings.PER_PAGE, workers=workers, max_leads=chunk),
         )
-        last_report = time.monotonic()
+        notes.scan = scanner.stats
         for batch in _batches(scanner.scan(window_start, window_end), leads_per_batch):
-            if time.monotonic() - last_report >= settings.PROGRESS_SECONDS:
-                last_report = time.monotonic()
-                log.info("leads: %d read of about %s", scanner.stats.leads,
-                         scanner.stats.expected or "?")
             table = builder.leads_table(batch)
             # scd2 needs dlt's row hash in `_dlt_id`, which only the row normalizer adds
             yield table.to_pylist() if history else table
             if delete_mode == "hard":
                 batch = [{**lead, "tags": []} if lead.get("deleted_at") else lead for lead in batch]
-            yield _lead_tags_item(batch)
+            yield _lead_tags_item(batch, notes)
         if scanner.stopped_by is not None:
             # Keep what was read, and move the cursor back to where the gap-free part ends
             # (concurrent slices leave holes above it), so the next run fills the rest.
@@ -211,8 +209,9 @@ def leads_resource(
     return leads
 
 
-def _lead_tags_item(leads: list[dict[str, Any]]) -> DataItemWithMeta:
+def _lead_tags_item(leads: list[dict[str, Any]], notes: RunNotes) -> DataItemWithMeta:
     table = lead_tags_table(leads)
+    notes.tag_markers += pc.sum(table[NO_TAGS_MARKER]).as_py() or 0
     return dlt.mark.with_hints(
         table,
         dlt.mark.make_hints(

@@ -17,6 +17,8 @@ class RequestStatsSnapshot:
     rate_limited: int
     transport_errors: int
     by_status: dict[int, int] = field(default_factory=dict)
+    #: seconds slept before retrying a 429 (summed over threads)
+    rate_limit_retry_seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -25,6 +27,7 @@ class RequestStatsSnapshot:
             "rate_limited": self.rate_limited,
             "transport_errors": self.transport_errors,
             "by_status": dict(self.by_status),
+            "rate_limit_retry_seconds": round(self.rate_limit_retry_seconds, 3),
         }
 
 
@@ -39,6 +42,7 @@ class RequestStats:
         self._rate_limited = 0
         self._transport_errors = 0
         self._by_status: Counter[int] = Counter()
+        self._rate_limit_retry_seconds = 0.0
 
     def record_response(self, status: int) -> None:
         with self._lock:
@@ -53,9 +57,11 @@ class RequestStats:
             self._requests += 1
             self._transport_errors += 1
 
-    def record_retry(self) -> None:
+    def record_retry(self, rate_limit_wait: float = 0.0) -> None:
+        """A retry is due; `rate_limit_wait`: the seconds it sleeps because of a 429."""
         with self._lock:
             self._retries += 1
+            self._rate_limit_retry_seconds += rate_limit_wait
 
     @property
     def requests(self) -> int:
@@ -85,6 +91,7 @@ class RequestStats:
                 self._rate_limited,
                 self._transport_errors,
                 dict(self._by_status),
+                self._rate_limit_retry_seconds,
             )
 
     def as_dict(self) -> dict[str, Any]:

@@ -45,7 +45,7 @@ class StatusReport:
             lines.append(
                 f"interrupted: {self.pending_packages} package(s) will be finished by the next run"
             )
-        lines.append("rows: " + (", ".join(f"{t}={n}" for t, n in sorted(self.rows.items()))
+        lines.append("rows in the tables: " + (", ".join(f"{t}={n}" for t, n in sorted(self.rows.items()))
                                  or "none"))
         for load_id, load_status, inserted_at in self.recent_loads:
             state = "loaded" if load_status == 0 else f"status {load_status}"

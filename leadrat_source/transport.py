@@ -23,6 +23,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from tenacity import RetryCallState
 
+from leadrat_source import __version__
 from leadrat_source.contract import (
     API_KEY_HEADER,
     AUTHORIZATION_HEADER,
@@ -47,7 +48,7 @@ from leadrat_source.stats import RequestStats
 
 logger = logging.getLogger("leadrat_source.client")
 
-USER_AGENT = "leadrat-source/0.1"
+USER_AGENT = f"leadrat-source/{__version__}"
 REQUEST_ID_HEADER = "X-Request-Id"
 
 
@@ -178,11 +179,13 @@ class Transport:
         ambiguous = False
 
         def before_sleep(state: RetryCallState) -> None:
-            self._stats.record_retry()
             error = state.outcome.exception() if state.outcome else None
+            rate_limited = isinstance(error, RateLimitExceeded)
+            self._stats.record_retry(state.upcoming_sleep if rate_limited else 0.0)
             logger.warning(
-                "Retrying %s %s after %s (attempt %d of %d) in %.2f s",
+                "Retrying %s %s%s after %s (attempt %d of %d) in %.2f s",
                 method,
+                self.base_url,
                 path,
                 _describe(error),
                 state.attempt_number,

@@ -10,25 +10,11 @@ environment wins. The working directory itself is left alone.
 
 from __future__ import annotations
 
-import argparse
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
-
-
-def leadrat_argv(command: str, argv: Sequence[str]) -> list[str]:
-    """`argv` as `leadrat` wants it: global flags (`--log-format`, `-v`) before the
-    subcommand, so a script takes them anywhere, like the subcommand's own flags."""
-    global_flags = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    global_flags.add_argument("--log-format")
-    global_flags.add_argument("-v", "--verbose", action="store_true")
-    known, rest = global_flags.parse_known_args(argv)
-    leading = ["--log-format", known.log_format] if known.log_format else []
-    if known.verbose:
-        leading.append("--verbose")
-    return [*leading, command, *rest]
 
 
 def run_leadrat(command: str, argv: Sequence[str]) -> int:
@@ -38,4 +24,4 @@ def run_leadrat(command: str, argv: Sequence[str]) -> int:
     # imported only now, so dlt sees the directories above from its first import on
     from leadrat_source.cli import main
 
-    return main(leadrat_argv(command, argv))
+    return main([command, *argv])

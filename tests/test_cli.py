@@ -3,40 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from leadrat_process import cli_env, leadrat
 
 from leadrat_source.sandbox import Sandbox
-
-
-def leadrat(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    base = {key: value for key, value in os.environ.items()
-            if not key.startswith(("SOURCES__", "DESTINATION__"))}
-    return subprocess.run(
-        [sys.executable, "-m", "leadrat_source.cli", *args],
-        env={**base, **env}, cwd=cwd, capture_output=True, text=True, timeout=120, check=False,
-    )
 
 
 @pytest.fixture
 def env_for(tmp_path: Path) -> Callable[..., dict[str, str]]:
     def make(server: Sandbox | None = None, **extra: str) -> dict[str, str]:
-        env = {
-            "DLT_DATA_DIR": str(tmp_path / "dlt"),
-            "DESTINATION__DUCKDB__CREDENTIALS": str(tmp_path / "warehouse.duckdb"),
-            "SOURCES__LEADRAT__MAX_ATTEMPTS": "2",
-        }
-        if server is not None:
-            env["SOURCES__LEADRAT__BASE_URL"] = server.base_url
-            env["SOURCES__LEADRAT__API_KEY"] = server.read_key
-        env.update(extra)
-        return env
+        return cli_env(tmp_path, server, **extra)
 
     return make
 

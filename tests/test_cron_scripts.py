@@ -70,7 +70,7 @@ def test_load_script_runs_from_any_directory_with_env_vars_only(
 
     assert done.returncode == 0, done.stderr
     assert lead_ids(warehouse) == sorted(lead["id"] for lead in server.export_leads())
-    assert "rows: " in done.stdout and "leads=300" in done.stdout
+    assert "rows written" in done.stdout and "leads=300" in done.stdout
     assert all(entry["level"] != "error" for entry in json_lines(done.stderr))
     assert list(elsewhere.iterdir()) == [], "the script wrote into the working directory"
 

@@ -14,6 +14,7 @@ from typing import Any, Self
 
 import requests
 
+from leadrat_source.sandbox.cli import parse_credentials
 from leadrat_source.sandbox.config import SandboxConfig
 
 READY_TIMEOUT_SECONDS = 600
@@ -60,19 +61,14 @@ class SandboxProcess:
                 args += [flag, var]
         self.process = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=env)
         assert self.process.stdout is not None
-        values: dict[str, str] = {}
-        for line in self.process.stdout:
-            line = line.strip()
-            if line == "ready":
-                break
-            name, _, value = line.partition("=")
-            values[name] = value
-        else:
-            raise RuntimeError(f"sandbox exited early with code {self.process.wait()}")
-        self.base_url = values["LEADRAT_BASE_URL"]
-        self.read_write_key = values["LEADRAT_API_KEY"]
-        self.read_key = values["LEADRAT_READ_KEY"]
-        self.bearer_token = values["LEADRAT_BEARER_TOKEN"]
+        try:
+            values = parse_credentials(self.process.stdout)
+        except RuntimeError:
+            raise RuntimeError(f"sandbox exited early with code {self.process.wait()}") from None
+        self.base_url = values["base_url"]
+        self.read_write_key = values["read_write_key"]
+        self.read_key = values["read_key"]
+        self.bearer_token = values["bearer_token"]
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
