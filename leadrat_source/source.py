@@ -22,15 +22,17 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 import dlt
+import pyarrow as pa
 import pyarrow.compute as pc
 from dlt.common.configuration.inject import with_config
 from dlt.common.configuration.specs import known_sections
+from dlt.common.pipeline import SupportsPipeline
 from dlt.common.schema.typing import TColumnSchema, TWriteDispositionConfig
 from dlt.common.typing import TSecretStrValue
 from dlt.extract.items import DataItemWithMeta
 from dlt.sources import DltResource
 
-from leadrat_source import settings
+from leadrat_source import lead_order, settings
 from leadrat_source.client import LeadRatClient
 from leadrat_source.contract import DEFAULT_BASE_URL
 from leadrat_source.errors import ConfigurationError, QuotaExhausted
@@ -149,18 +151,11 @@ def leads_resource(
     max_leads_per_run: int,
 ) -> DltResource:
     """`leads` plus the `lead_tags` rows of the same leads, read in one pass."""
-    disposition: TWriteDispositionConfig
-    keys: dict[str, Any]
-    if history:
-        disposition, keys = {"disposition": "merge", "strategy": "scd2"}, {"merge_key": "id"}
-    else:
-        disposition = {"disposition": "merge", "strategy": "delete-insert"}
-        keys = {"primary_key": "id"}
-    columns: dict[str, TColumnSchema] = {"updated_at": {"dedup_sort": "desc"}}
-    if delete_mode == "hard":
-        columns["deleted_at"] = {"hard_delete": True}
+    hints = LeadsHints.of(delete_mode, history)
 
-    @dlt.resource(name="leads", write_disposition=disposition, columns=columns, **keys)
+    @dlt.resource(
+        name="leads", write_disposition=hints.disposition, columns=hints.columns, **hints.keys
+    )
     def leads(
         # dlt's idiom: the incremental is declared as the argument's default
         updated_at: dlt.sources.incremental[dt.datetime] = dlt.sources.incremental(  # noqa: B008
@@ -172,6 +167,7 @@ def leads_resource(
         window_end = min(updated_at.end_value or now, now)
         if window_start is None or window_start >= window_end:
             return
+        tags_disposition = hints.newest_wins(dlt.current.resource(), dlt.current.pipeline())
         known = dlt.current.source_schema().tables.get("leads", {}).get("columns", {})
         builder = LeadTableBuilder(
             {name: data_type for name, col in known.items() if (data_type := col.get("data_type"))}
@@ -189,7 +185,7 @@ def leads_resource(
             yield table.to_pylist() if history else table
             if delete_mode == "hard":
                 batch = [{**lead, "tags": []} if lead.get("deleted_at") else lead for lead in batch]
-            yield _lead_tags_item(batch, notes)
+            yield _lead_tags_item(batch, notes, tags_disposition)
         if scanner.stopped_by is not None:
             # Keep what was read, and move the cursor back to where the gap-free part ends
             # (concurrent slices leave holes above it), so the next run fills the rest.
@@ -209,14 +205,56 @@ def leads_resource(
     return leads
 
 
-def _lead_tags_item(leads: list[dict[str, Any]], notes: RunNotes) -> DataItemWithMeta:
+def _lead_tags_item(leads: list[dict[str, Any]], notes: RunNotes,
+                    disposition: TWriteDispositionConfig) -> DataItemWithMeta:
     table = lead_tags_table(leads)
     notes.tag_markers += pc.sum(table[NO_TAGS_MARKER]).as_py() or 0
+    return lead_tags_item(table, disposition)
+
+
+@dataclass(frozen=True)
+class LeadsHints:
+    """dlt hints of `leads`, shared by the scheduled load and the webhook receiver."""
+
+    disposition: TWriteDispositionConfig
+    keys: dict[str, Any]
+    columns: dict[str, TColumnSchema]
+    history: bool
+
+    @classmethod
+    def of(cls, delete_mode: DeleteMode | str, history: bool) -> LeadsHints:
+        disposition: TWriteDispositionConfig
+        if history:
+            disposition, keys = {"disposition": "merge", "strategy": "scd2"}, {"merge_key": "id"}
+        else:
+            disposition = {"disposition": "merge", "strategy": "delete-insert"}
+            keys = {"primary_key": "id"}
+        columns: dict[str, TColumnSchema] = {"updated_at": {"dedup_sort": "desc"}}
+        if delete_mode == "hard":
+            columns["deleted_at"] = {"hard_delete": True}
+        return cls(disposition, keys, columns, history)
+
+    def newest_wins(self, resource: DltResource, pipeline: SupportsPipeline,
+                    from_events: bool = False) -> TWriteDispositionConfig:
+        """Make `resource` merge only leads not older than the stored ones (`lead_order`);
+        returns the matching disposition of `lead_tags`. A history table keeps every
+        version, so it stays as it is."""
+        if self.history:
+            return {"disposition": "merge", "strategy": "delete-insert"}
+        dataset = pipeline.dataset_name
+        resource.apply_hints(
+            write_disposition=lead_order.leads_disposition(dataset, from_events=from_events)
+        )
+        return lead_order.lead_tags_disposition(dataset, from_events=from_events)
+
+
+def lead_tags_item(table: pa.Table, disposition: TWriteDispositionConfig) -> DataItemWithMeta:
+    """`lead_tags` rows with their table's hints, to be yielded by the `leads` resource."""
     return dlt.mark.with_hints(
         table,
         dlt.mark.make_hints(
             table_name="lead_tags",
-            write_disposition={"disposition": "merge", "strategy": "delete-insert"},
+            write_disposition=disposition,
             merge_key="lead_id",
             primary_key=["lead_id", "tag"],
             columns={NO_TAGS_MARKER: {"hard_delete": True}},

@@ -1,0 +1,65 @@
+"""Newest state wins: the merge conditions that keep an older lead state from overwriting a newer one.
+
+Two writers put leads into the same tables: the scheduled load (a snapshot read from the
+API) and the webhook receiver (one event at a time, at least once, in any order). dlt's
+merge replaces the stored row unconditionally, so each writer hands dlt a `source_filter`
+(a condition on the staged rows, evaluated inside dlt's own merge transaction): a staged
+row is merged only if the stored row of the same lead is not newer.
+
+"Newer" compares `updated_at`, then the id of the event that wrote the row
+(`_leadrat_event_id`, NULL for rows the poll wrote):
+
+- an event replaces a stored row with an older `updated_at`, or with the same one and a
+  smaller event id (or none: a poll row);
+- a poll row replaces a stored row unless that row's `updated_at` is newer (a poll's
+  snapshot of the same `updated_at` is the same state, and ties go to the later writer).
+
+`lead_tags` rows are judged against the lead's row in `leads`, so a lead's tags always
+belong to the state `leads` holds.
+
+The stored table is read through a derived table with renamed columns, so the staged
+row's columns, written bare, can only resolve to the staged row (dlt aliases the staging
+table differently in its DELETE and INSERT statements).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from dlt.common.schema.typing import TWriteDispositionConfig
+
+#: The event that wrote a `leads` / `lead_tags` row; NULL when the scheduled load wrote it.
+EVENT_ID_COLUMN: Final = "_leadrat_event_id"
+
+
+def _newer_stored_lead(dataset: str, lead_id_column: str, from_events: bool) -> str:
+    newer = "stored.stored_updated_at > updated_at"
+    stored_columns = "id AS stored_id, updated_at AS stored_updated_at"
+    if from_events:
+        newer = (
+            f"({newer} OR (stored.stored_updated_at = updated_at"
+            f" AND stored.stored_event_id > {EVENT_ID_COLUMN}))"
+        )
+        stored_columns += f", {EVENT_ID_COLUMN} AS stored_event_id"
+    return (
+        f"NOT EXISTS (SELECT 1 FROM (SELECT {stored_columns} FROM {dataset}.leads) AS stored"
+        f" WHERE stored.stored_id = {lead_id_column} AND {newer})"
+    )
+
+
+def leads_disposition(dataset: str, *, from_events: bool) -> TWriteDispositionConfig:
+    """`leads` merged on `id`, skipping staged rows older than the stored row."""
+    return {
+        "disposition": "merge",
+        "strategy": "delete-insert",
+        "source_filter": _newer_stored_lead(dataset, "id", from_events),
+    }
+
+
+def lead_tags_disposition(dataset: str, *, from_events: bool) -> TWriteDispositionConfig:
+    """`lead_tags` merged by `lead_id`, skipping tags of a state older than the stored lead."""
+    return {
+        "disposition": "merge",
+        "strategy": "delete-insert",
+        "source_filter": _newer_stored_lead(dataset, "lead_id", from_events),
+    }
