@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from functools import partial
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,7 @@ from leadrat_source.errors import ConfigurationError
 from leadrat_source.progress import LoadProgress, LogDisplay
 from leadrat_source.source import RESOURCE_NAMES, RunNotes, leadrat_source, make_client
 from leadrat_source.stats import RequestStatsSnapshot
+from leadrat_source.warehouse_lock import run_when_free
 
 log = logging.getLogger("leadrat_source.load")
 
@@ -220,11 +222,12 @@ def run_load(
                 )
                 if selected:
                     source = source.with_resources(*selected)
-                info: LoadInfo = pipeline.run(
+                info: LoadInfo = run_when_free(pipeline, partial(
+                    pipeline.run,
                     source,
                     loader_file_format=profile.loader_file_format,  # type: ignore[arg-type]
                     **refresh,
-                )
+                ))
                 info.raise_on_failed_jobs()
                 _count_rows(pipeline, summary)
                 summary.tag_markers += notes.tag_markers

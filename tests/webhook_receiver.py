@@ -89,7 +89,7 @@ class Receiver:
 
     def metrics(self) -> dict[str, float]:
         text = self.http.get(f"{self.base}/metrics").text
-        return {name: float(value) for name, value in re.findall(r"^(\S+) (\S+)$", text, re.M)}
+        return {name: float(value) for name, value in re.findall(r"^(\S+) (\S+)$", text, re.MULTILINE)}
 
     def wait_flushed(self, timeout: float = 60) -> dict[str, float]:
         """Wait until the journal is empty; the metrics then."""

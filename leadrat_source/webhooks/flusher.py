@@ -22,6 +22,7 @@ from dlt.pipeline.pipeline import Pipeline
 
 from leadrat_source.destinations import DestinationProfile
 from leadrat_source.source import LeadsHints
+from leadrat_source.warehouse_lock import run_when_free
 from leadrat_source.webhooks.events import LeadEvent
 from leadrat_source.webhooks.journal import Journal, JournalEntry
 from leadrat_source.webhooks.metrics import Metrics
@@ -34,6 +35,9 @@ RETRY_FIRST_SECONDS = 0.2
 RETRY_MAX_SECONDS = 5.0
 #: How long a shutdown keeps retrying the last flush before leaving events in the journal.
 SHUTDOWN_FLUSH_SECONDS = 60.0
+#: One attempt waits this long for another process's DuckDB lock (then the outer retry,
+#: which also covers every other failure, takes over).
+LOCK_WAIT_SECONDS = 30.0
 #: How often the ids of the dedup window are pruned.
 PRUNE_SECONDS = 3_600.0
 
@@ -127,7 +131,7 @@ class Flusher:
             # A killed run's package holds events still in the journal, which are then
             # loaded again below: merging makes the repeat change nothing.
             pipeline.normalize()
-            pipeline.load().raise_on_failed_jobs()
+            run_when_free(pipeline, pipeline.load).raise_on_failed_jobs()
             return
         known: dict[str, str] = {}
         if pipeline.default_schema_name and "leads" in pipeline.default_schema.tables:
@@ -135,9 +139,9 @@ class Flusher:
             known = {name: data_type for name, column in columns.items()
                      if (data_type := column.get("data_type"))}
         resources = batch_resources(entries, self._hints, self._settings.delete_mode, known)
-        info = pipeline.run(resources,
-                            loader_file_format=self._profile.loader_file_format)  # type: ignore[arg-type]
-        info.raise_on_failed_jobs()
+        run_when_free(pipeline, lambda: pipeline.run(
+            resources, loader_file_format=self._profile.loader_file_format,  # type: ignore[arg-type]
+        ), wait_seconds=LOCK_WAIT_SECONDS).raise_on_failed_jobs()
 
     def finish_interrupted(self) -> None:
         """Load a package a killed receiver left (its events are also still journaled)."""
