@@ -9,10 +9,14 @@ row is merged only if the stored row of the same lead is not newer.
 "Newer" compares `updated_at`, then the id of the event that wrote the row
 (`_leadrat_event_id`, NULL for rows the poll wrote):
 
-- an event replaces a stored row with an older `updated_at`, or with the same one and a
-  smaller event id (or none: a poll row);
-- a poll row replaces a stored row unless that row's `updated_at` is newer (a poll's
-  snapshot of the same `updated_at` is the same state, and ties go to the later writer).
+- an event replaces a stored row with an older `updated_at`, or with the same one written
+  by an event with a smaller id;
+- a poll row replaces a stored row unless that row's `updated_at` is newer.
+
+So at equal `updated_at` the poll wins. Two changes of one lead in the same millisecond
+carry the same `updated_at` (the contract has no finer order); the poll read the lead after
+both, while the order of their events is unknown (event ids only make the choice the same
+on every receiver).
 
 `lead_tags` rows are judged against the lead's row in `leads`, so a lead's tags always
 belong to the state `leads` holds.
@@ -37,8 +41,8 @@ def _newer_stored_lead(dataset: str, lead_id_column: str, from_events: bool) -> 
     stored_columns = "id AS stored_id, updated_at AS stored_updated_at"
     if from_events:
         newer = (
-            f"({newer} OR (stored.stored_updated_at = updated_at"
-            f" AND stored.stored_event_id > {EVENT_ID_COLUMN}))"
+            f"({newer} OR (stored.stored_updated_at = updated_at AND (stored.stored_event_id"
+            f" IS NULL OR stored.stored_event_id > {EVENT_ID_COLUMN})))"
         )
         stored_columns += f", {EVENT_ID_COLUMN} AS stored_event_id"
     return (
