@@ -12,7 +12,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev,bigquery,snowflake]'
+	$(BIN)/pip install --quiet -e '.[dev,bigquery,snowflake,webhooks]'
 	touch $(STAMP)
 
 # BigQuery emulator for tests/test_bigquery.py, in its own venv: its sqlglot/duckdb pins

@@ -29,7 +29,7 @@ from leadrat_source.errors import (
 from leadrat_source.lead_tables import parse_timestamp
 from leadrat_source.load import LoadRequest
 from leadrat_source.sandbox.cli import add_sandbox_parser
-from leadrat_source.webhooks.server import add_webhooks_parser
+from leadrat_source.webhooks.command import add_webhooks_parser
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_AUTH, EXIT_QUOTA = 0, 1, 2, 3, 4
 #: The shell's code for a process ended by SIGINT (128 + 2).

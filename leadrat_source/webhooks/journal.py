@@ -104,10 +104,13 @@ class Journal:
         return [JournalEntry(*row) for row in rows]
 
     def remove(self, entries: list[JournalEntry]) -> None:
-        """Forget events the warehouse holds now (their ids stay in `seen`)."""
+        """Forget events the warehouse holds now (their ids stay in `seen`); `entries` are
+        the oldest pending ones (`pending()`), so one range delete, one commit."""
+        if not entries:
+            return
         with self._reader_lock:
-            self._reader.executemany("DELETE FROM pending WHERE seq = ?",
-                                     [(entry.seq,) for entry in entries])
+            self._reader.execute("DELETE FROM pending WHERE seq BETWEEN ? AND ?",
+                                 (entries[0].seq, entries[-1].seq))
 
     def depth(self) -> tuple[int, float | None]:
         """Events waiting for the warehouse, and when the oldest of them arrived."""

@@ -8,7 +8,6 @@ the events stay in the journal and the next start loads them).
 
 from __future__ import annotations
 
-import argparse
 import logging
 import signal
 import socket
@@ -43,8 +42,6 @@ class ServeOptions:
     destination: str | None = None
     dataset: str | None = None
     journal: Path | None = None
-    #: dlt's pipelines folder; None means dlt's default
-    pipelines_dir: str | None = None
 
 
 def serve(options: ServeOptions) -> int:
@@ -55,7 +52,7 @@ def serve(options: ServeOptions) -> int:
                       settings.dedup_days)
     # its own pipeline (state, schema) beside the scheduled load's, into the same dataset
     pipeline = profile_pipeline(profile, f"leadrat_webhooks_{profile.name}_{dataset}", dataset,
-                                options.pipelines_dir)
+                                pipelines_dir=None)
     metrics = Metrics()
     flusher = Flusher(journal, pipeline, profile, settings, metrics)
     committer = GroupCommitter(journal, on_commit=flusher.notify)
@@ -109,23 +106,3 @@ def _fast_stack() -> dict[str, Any]:
     except ImportError:
         pass
     return options
-
-
-def add_webhooks_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Mount `webhooks serve` on the main CLI."""
-    parser = subparsers.add_parser("webhooks", help="receive LeadRat's webhooks")
-    commands = parser.add_subparsers(dest="webhooks_command", required=True, metavar="COMMAND")
-    serve_parser = commands.add_parser(
-        "serve", help="verify, journal and load lead events into the warehouse")
-    serve_parser.add_argument("--host", default="127.0.0.1")
-    serve_parser.add_argument("--port", type=int, default=8787, help="0 picks a free port")
-    serve_parser.add_argument("--destination",
-                              help="profile from destinations.toml (default: duckdb)")
-    serve_parser.add_argument("--dataset", help="dataset/schema name (default: leadrat)")
-    serve_parser.add_argument("--journal", type=Path,
-                              help="journal file (default: one per profile and dataset under "
-                              "DLT_DATA_DIR/webhooks)")
-    serve_parser.set_defaults(func=lambda args: serve(ServeOptions(
-        host=args.host, port=args.port, destination=args.destination, dataset=args.dataset,
-        journal=args.journal)))
-    return parser
