@@ -294,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(func=cmd_status)
 
     add_sandbox_parser(commands, parents=[shared], formatter_class=HelpFormatter)
-    add_webhooks_parser(commands)
+    add_webhooks_parser(commands, parents=[shared], formatter_class=HelpFormatter)
     return parser
 
 

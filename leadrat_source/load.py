@@ -9,9 +9,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from functools import partial
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import dlt

@@ -24,19 +24,29 @@ def run_serve(args: argparse.Namespace) -> int:
                               dataset=args.dataset, journal=args.journal))
 
 
-def add_webhooks_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Mount `webhooks serve` on the main CLI."""
-    parser = subparsers.add_parser("webhooks", help="receive LeadRat's webhooks")
+EXAMPLES = """examples:
+  SOURCES__LEADRAT__WEBHOOK_SECRET=whsec_... leadrat webhooks serve --port 8787
+  leadrat webhooks serve --destination postgres --dataset crm    # DESTINATION__POSTGRES__CREDENTIALS
+  leadrat webhooks serve --journal /var/lib/leadrat/webhooks.sqlite
+"""
+
+
+def add_webhooks_parser(subparsers: Any, **parser_options: Any) -> argparse.ArgumentParser:
+    """Mount `webhooks serve` on the main CLI (`parser_options` as for the other commands)."""
+    parser = subparsers.add_parser("webhooks", help="receive LeadRat's webhooks",
+                                   description="Receive LeadRat's webhooks.", **parser_options)
     commands = parser.add_subparsers(dest="webhooks_command", required=True, metavar="COMMAND")
-    serve_parser = commands.add_parser(
-        "serve", help="verify, journal and load lead events into the warehouse")
-    serve_parser.add_argument("--host", default="127.0.0.1")
-    serve_parser.add_argument("--port", type=int, default=8787, help="0 picks a free port")
-    serve_parser.add_argument("--destination",
-                              help="profile from destinations.toml (default: duckdb)")
-    serve_parser.add_argument("--dataset", help="dataset/schema name (default: leadrat)")
-    serve_parser.add_argument("--journal", type=Path,
-                              help="journal file (default: one per profile and dataset under "
-                              "DLT_DATA_DIR/webhooks)")
-    serve_parser.set_defaults(func=run_serve)
+    serve = commands.add_parser(
+        "serve", help="verify, journal and load lead events into the warehouse",
+        description="Verify LeadRat's signed lead events, acknowledge each once it is on "
+        "local disk, and load them into the warehouse in micro-batches.",
+        epilog=EXAMPLES, **parser_options)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8787, help="0 picks a free port")
+    serve.add_argument("--destination", help="profile from destinations.toml (default: duckdb)")
+    serve.add_argument("--dataset", help="dataset/schema name (default: leadrat)")
+    serve.add_argument("--journal", type=Path,
+                       help="journal file (default: one per profile and dataset under "
+                       "$DLT_DATA_DIR/webhooks)")
+    serve.set_defaults(func=run_serve)
     return parser
