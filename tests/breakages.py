@@ -74,8 +74,7 @@ BREAKAGES = (
         "leadrat_source/retrying.py",
         "            seconds = max(seconds, hint)",
         "            pass",
-        ("tests/test_client_retries.py::test_retry_after_is_honoured_with_the_production_backoff",
-         "tests/test_client_retries.py"),
+        ("tests/test_client_retries.py::test_retry_after_is_honoured_with_the_production_backoff",),
     ),
     Breakage(
         "retried-page-dropped",
@@ -92,15 +91,15 @@ BREAKAGES = (
         "leadrat_source/lead_tables.py",
         'sorted(set(lead.get("tags") or ())) or [""]',
         'sorted(set(lead.get("tags") or ()))',
-        ("tests/test_lead_tables.py", "tests/test_load_duckdb.py"),
+        ("tests/test_lead_tables.py",
+         "tests/test_load_duckdb.py::test_first_load_then_churn_is_exact_and_costs_only_changed_pages"),
     ),
     Breakage(
         "lookback-zero",
         "leadrat_source/source.py",
         "        lag=lookback_seconds,\n",
         "        lag=0,\n",
-        ("tests/test_load_duckdb.py::test_a_late_commit_within_the_lookback_is_picked_up_by_the_next_run",
-         "tests/test_load_duckdb.py"),
+        ("tests/test_load_duckdb.py::test_a_late_commit_within_the_lookback_is_picked_up_by_the_next_run",),
     ),
     Breakage(
         "reverse-sync-ledger-never-records",
@@ -108,6 +107,35 @@ BREAKAGES = (
         "        self._confirmed.append(\n",
         "        [].append(\n",
         ("tests/test_reverse_sync.py", "tests/test_reverse_sync_resume.py"),
+    ),
+    Breakage(
+        "profiles-share-one-pipeline",
+        "leadrat_source/load.py",
+        'or f"{settings.PIPELINE_NAME}_{profile.name}"',
+        "or settings.PIPELINE_NAME",
+        ("tests/test_cli.py::test_two_destination_profiles_never_share_a_cursor",),
+    ),
+    Breakage(
+        "full-refresh-ignored",
+        "leadrat_source/load.py",
+        '{"refresh": "drop_sources"} if request.full_refresh else {}',
+        "{}",
+        ("tests/test_cli.py::test_full_refresh_reloads_everything_and_drops_what_is_not_in_leadrat",),
+    ),
+    Breakage(
+        "dataset-flag-ignored",
+        "leadrat_source/load.py",
+        "dataset_name=dataset or profile.dataset_name or settings.DATASET_NAME",
+        "dataset_name=profile.dataset_name or settings.DATASET_NAME",
+        ("tests/test_cli.py::test_since_until_and_dataset_load_a_window_into_another_dataset",),
+    ),
+    Breakage(
+        "analytics-window-31-days",
+        "leadrat_source/source.py",
+        "dt.timedelta(days=settings.ANALYTICS_DAYS - 1)",
+        "dt.timedelta(days=settings.ANALYTICS_DAYS)",
+        ("tests/test_load_duckdb.py::"
+         "test_analytics_of_the_last_30_days_match_the_sandbox_and_a_rerun_replaces_the_day",),
     ),
 )
 

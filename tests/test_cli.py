@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -27,7 +28,11 @@ def test_load_prints_a_summary_and_exits_0(sandbox: Sandbox, env_for: Any, tmp_p
     assert "leads=1000" in result.stdout and "requests:" in result.stdout
     status = leadrat("status", env=env_for(sandbox), cwd=tmp_path)
     assert status.returncode == 0, status.stderr
-    assert "leads=1000" in status.stdout and "cursor (updated_at): 20" in status.stdout
+    assert "leads=1000" in status.stdout
+    newest = max(dt.datetime.fromisoformat(lead["updated_at"]) for lead in sandbox.export_leads())
+    [cursor] = [line.partition(": ")[2] for line in status.stdout.splitlines()
+                if line.startswith("leads cursor (updated_at)")]
+    assert dt.datetime.fromisoformat(cursor) == newest
 
 
 def test_missing_key_is_a_configuration_error(env_for: Any, tmp_path: Path) -> None:
@@ -90,13 +95,158 @@ def test_missing_destination_credentials_name_the_setting(
     assert "DESTINATION__POSTGRES__CREDENTIALS" in result.stderr
 
 
+def duckdb_rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of a query on the test's DuckDB file, read with DuckDB itself."""
+    import duckdb
+
+    with duckdb.connect(str(path), read_only=True) as connection:
+        return connection.execute(sql).fetchall()
+
+
+def list_pages(server: Sandbox) -> int:
+    return int(server.stats()["by_route"].get("GET /leads", 0))
+
+
+def status_lines(env: dict[str, str], cwd: Path, *args: str) -> list[str]:
+    status = leadrat("status", *args, env=env, cwd=cwd)
+    assert status.returncode == 0, status.stderr
+    return status.stdout.splitlines()
+
+
 def test_spent_daily_quota_exits_4_and_the_next_run_resumes(
     make_sandbox: Callable[..., Sandbox], env_for: Any, tmp_path: Path
 ) -> None:
-    server = make_sandbox(leads=500, daily_cap=3)
-    result = leadrat("load", env=env_for(server), cwd=tmp_path)
-    assert result.returncode == 4, result.stderr
-    assert "quota" in result.stderr.lower() and "reset" in result.stderr.lower()
+    # 12 requests a day per credential, each credential playing the next day; one slice,
+    # so the resume point is exactly where the scan stopped
+    server = make_sandbox(leads=1_500, daily_cap=12, rate_limit=0)
+    env = env_for(server, SOURCES__LEADRAT__WORKERS="1")
+    days = [{"SOURCES__LEADRAT__API_KEY": server.read_key},
+            {"SOURCES__LEADRAT__API_KEY": server.read_write_key},
+            {"SOURCES__LEADRAT__API_KEY": "", "SOURCES__LEADRAT__BEARER_TOKEN": server.bearer_token}]
+    stored_before, runs = 0, 0
+    for day in days:
+        runs += 1
+        result = leadrat("load", env={**env, **day}, cwd=tmp_path)
+        stored = duckdb_rows(tmp_path / "warehouse.duckdb", "select count(*) from leadrat.leads")
+        if result.returncode == 0:
+            break
+        assert result.returncode == 4, result.stderr
+        assert "quota" in result.stderr.lower() and "reset" in result.stderr.lower()
+        assert stored[0][0] > stored_before, "a run stopped by the quota saved nothing"
+        stored_before = stored[0][0]
+    else:
+        pytest.fail("three days of quota did not finish the load")
+    assert runs >= 2, "the quota never ran out; nothing was tested"
+    assert duckdb_rows(tmp_path / "warehouse.duckdb",
+                       "select count(*), count(distinct id) from leadrat.leads") == [(1_500, 1_500)]
+    # each resumed run read on from where the last one stopped: at most its resume page twice
+    assert list_pages(server) <= 1_500 // 100 + runs - 1, list_pages(server)
+    lines = status_lines(env, tmp_path)
+    loads = duckdb_rows(tmp_path / "warehouse.duckdb",
+                        "select load_id from leadrat._dlt_loads where status = 0")
+    assert len(loads) >= runs and all(f"load {load_id}: loaded at" in "\n".join(lines)
+                                      for (load_id,) in loads[-5:])
+    assert "last error: none" in lines
+
+
+def test_status_names_the_last_error(
+    sandbox: Sandbox, env_for: Any, tmp_path: Path
+) -> None:
+    assert leadrat("load", "--resources", "pipelines", env=env_for(sandbox),
+                   cwd=tmp_path).returncode == 0
+    broken = env_for(sandbox, SOURCES__LEADRAT__API_KEY="lr_test_not_a_real_key_0123456789")
+    assert leadrat("load", env=broken, cwd=tmp_path).returncode == 3
+    [last_error] = [line for line in status_lines(broken, tmp_path)
+                    if line.startswith("last error:")]
+    assert last_error != "last error: none" and "lr_test_not_a_real_key" not in last_error
+
+
+def test_since_until_and_dataset_load_a_window_into_another_dataset(
+    sandbox: Sandbox, env_for: Any, tmp_path: Path
+) -> None:
+    leads = sandbox.export_leads()
+    stamps = sorted(lead["updated_at"] for lead in leads)
+    since, until = stamps[100], stamps[300]
+    result = leadrat("load", "--dataset", "backfill", "--since", since, "--until", until,
+                     "--resources", "leads", env=env_for(sandbox), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    stored = {row[0] for row in duckdb_rows(tmp_path / "warehouse.duckdb",
+                                            "select id from backfill.leads")}
+    assert stored == {lead["id"] for lead in leads if since <= lead["updated_at"] < until}
+    schemas = {row[0] for row in duckdb_rows(tmp_path / "warehouse.duckdb",
+                                             "select schema_name from information_schema.schemata")}
+    assert "leadrat" not in schemas, "--dataset was ignored"
+    assert "leads cursor (updated_at): none yet" in "\n".join(
+        status_lines(env_for(sandbox), tmp_path, "--dataset", "backfill")), "a backfill moved the cursor"
+
+
+def test_full_refresh_reloads_everything_and_drops_what_is_not_in_leadrat(
+    make_sandbox: Callable[..., Sandbox], env_for: Any, tmp_path: Path
+) -> None:
+    import duckdb
+
+    server = make_sandbox(leads=500, rate_limit=0)
+    env = env_for(server)
+    assert leadrat("load", env=env, cwd=tmp_path).returncode == 0
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb")) as connection:
+        connection.execute("update leadrat.leads set name = 'edited by hand'")
+    pages_before = list_pages(server)
+    refreshed = leadrat("load", "--full-refresh", env=env, cwd=tmp_path)
+    assert refreshed.returncode == 0, refreshed.stderr
+    assert list_pages(server) - pages_before >= 500 // 100, "--full-refresh kept the cursor"
+    names = {row for row in duckdb_rows(tmp_path / "warehouse.duckdb",
+                                        "select id, name from leadrat.leads")}
+    assert names == {(lead["id"], lead["name"]) for lead in server.export_leads()}
+
+
+def test_two_destination_profiles_never_share_a_cursor(
+    make_sandbox: Callable[..., Sandbox], env_for: Any, tmp_path: Path
+) -> None:
+    profiles = tmp_path / "destinations.toml"
+    profiles.write_text('[duckdb]\ndestination_type = "duckdb"\n\n'
+                        '[archive]\ndestination_type = "duckdb"\n')
+    server = make_sandbox(leads=400, rate_limit=0)
+    env = env_for(server, LEADRAT_DESTINATIONS_FILE=str(profiles),
+                  DESTINATION__ARCHIVE__CREDENTIALS=str(tmp_path / "archive.duckdb"))
+    assert leadrat("load", env=env, cwd=tmp_path).returncode == 0
+    pages_before = list_pages(server)
+    second = leadrat("load", "--destination", "archive", env=env, cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert list_pages(server) - pages_before >= 400 // 100, "the archive started at duckdb's cursor"
+    for database in ("warehouse.duckdb", "archive.duckdb"):
+        assert duckdb_rows(tmp_path / database, "select count(*) from leadrat.leads") == [(400,)]
+
+
+def test_the_sandbox_command_serves_the_api_with_its_printed_keys(tmp_path: Path) -> None:
+    import requests
+
+    command = [sys.executable, "-m", "leadrat_source.cli", "sandbox", "--port", "0",
+               "--leads", "50", "--seed", "7", "--plan", "growth"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=tmp_path) as process:
+        try:
+            assert process.stdout is not None
+            printed = {}
+            for line in process.stdout:
+                if line.strip() == "ready":
+                    break
+                name, _, value = line.strip().partition("=")
+                printed[name] = value
+            base = printed["LEADRAT_BASE_URL"]
+            page = requests.get(f"{base}/leads", params={"per_page": 100}, timeout=10,
+                                headers={"X-API-Key": printed["LEADRAT_READ_KEY"]})
+            export = requests.get(f"{base}/_sandbox/export", timeout=10).json()
+            assert len(export) == 50
+            live = sum(lead["deleted_at"] is None for lead in export)
+            assert page.status_code == 200 and page.json()["meta"]["total"] == live
+            assert page.headers["X-RateLimit-Limit"] == "200"  # the growth plan
+            write = requests.post(f"{base}/leads", json={"name": "A", "email": "a@example.com"},
+                                  headers={"X-API-Key": printed["LEADRAT_READ_KEY"]}, timeout=10)
+            assert write.status_code == 403
+            created = requests.post(f"{base}/leads", json={"name": "A", "email": "a@example.com"},
+                                    headers={"X-API-Key": printed["LEADRAT_API_KEY"]}, timeout=10)
+            assert created.status_code == 201
+        finally:
+            process.terminate()
 
 
 def test_check_reports_scope_plan_and_budget(
@@ -106,9 +256,15 @@ def test_check_reports_scope_plan_and_budget(
     read = leadrat("check", env=env_for(server), cwd=tmp_path)
     assert read.returncode == 0, read.stderr
     assert "scope read;" in read.stdout and "plan growth" in read.stdout
-    write = leadrat("check", env=env_for(server, SOURCES__LEADRAT__API_KEY=server.read_write_key),
+    # the budget line: what the sandbox itself says is left (check's own request spent)
+    limit = 200  # growth: 200 a minute
+    assert f"{limit - server.stats()['requests']} of {limit} requests left" in read.stdout
+    assert "destination: ok (profile 'duckdb', dataset 'leadrat')" in read.stdout
+    write = leadrat("check", "--dataset", "crm",
+                    env=env_for(server, SOURCES__LEADRAT__API_KEY=server.read_write_key),
                     cwd=tmp_path)
     assert "scope read_write" in write.stdout
+    assert "destination: ok (profile 'duckdb', dataset 'crm')" in write.stdout
     assert server.read_write_key not in write.stdout + write.stderr
 
 
