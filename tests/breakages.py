@@ -134,8 +134,7 @@ BREAKAGES = (
         "leadrat_source/source.py",
         "dt.timedelta(days=settings.ANALYTICS_DAYS - 1)",
         "dt.timedelta(days=settings.ANALYTICS_DAYS)",
-        ("tests/test_load_duckdb.py::"
-         "test_analytics_of_the_last_30_days_match_the_sandbox_and_a_rerun_replaces_the_day",),
+        ("tests/test_load_duckdb.py::test_analytics_of_the_last_30_days_match_the_sandbox_and_a_rerun_replaces_the_day",),
     ),
 )
 
