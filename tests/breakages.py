@@ -109,13 +109,6 @@ BREAKAGES = (
         ("tests/test_reverse_sync.py", "tests/test_reverse_sync_resume.py"),
     ),
     Breakage(
-        "profiles-share-one-pipeline",
-        "leadrat_source/load.py",
-        'or f"{settings.PIPELINE_NAME}_{profile.name}"',
-        "or settings.PIPELINE_NAME",
-        ("tests/test_cli.py::test_two_destination_profiles_never_share_a_cursor",),
-    ),
-    Breakage(
         "full-refresh-ignored",
         "leadrat_source/load.py",
         '{"refresh": "drop_sources"} if request.full_refresh else {}',
