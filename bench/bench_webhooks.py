@@ -35,6 +35,7 @@ from pathlib import Path
 
 import aiohttp
 import duckdb
+import psutil
 
 SECRET = "whsec_bench"
 TARGET_ACKS_PER_SECOND = 3_000
@@ -141,13 +142,23 @@ def main() -> int:
         metrics_url = url.replace("/webhooks/leadrat", "/metrics")
         run = os.urandom(3).hex()
         burst_bodies = [event_body(n, run) for n in range(args.events)]
+        server = psutil.Process(receiver.pid)
+        server_cpu, own_cpu = sum(server.cpu_times()[:2]), time.process_time()
         seconds, latencies = asyncio.run(burst(url, burst_bodies, args.senders))
+        server_cpu = sum(server.cpu_times()[:2]) - server_cpu
+        own_cpu = time.process_time() - own_cpu
         acks = len(burst_bodies) / seconds
         print(f"burst   {len(burst_bodies)} events, {args.senders} senders: {seconds:.2f}s, "
               f"{acks:,.0f} durable acks/s (target >= {TARGET_ACKS_PER_SECOND:,}: "
               f"{'ok' if acks >= TARGET_ACKS_PER_SECOND else 'MISSES'}); ack latency "
               f"p50 {percentile(latencies, 0.5) * 1000:.1f} ms, "
               f"p99 {percentile(latencies, 0.99) * 1000:.1f} ms")
+        # on a busy machine the wall clock shows the machine; CPU time shows the receiver
+        per_ack = server_cpu / len(burst_bodies) * 1000
+        print(f"        receiver (HTTP + journal) CPU {per_ack:.3f} ms per ack = "
+              f"{1000 / per_ack:,.0f} acks/s per busy core; senders' CPU "
+              f"{own_cpu / len(burst_bodies) * 1000:.3f} ms per event; load average "
+              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         # wait for the burst to be loaded, so the steady phase measures its own events
         while "journal_depth 0\n" not in (text := _get(metrics_url)):
             time.sleep(0.2)

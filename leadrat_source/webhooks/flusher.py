@@ -1,4 +1,5 @@
-"""Moves journaled events into the warehouse through dlt, in micro-batches.
+"""Moves journaled events into the warehouse through dlt, in micro-batches, from a
+process of its own.
 
 A batch goes when `flush_events` events wait or the oldest has waited `flush_seconds`.
 Its journal entries are removed only after dlt's load committed, so a crash at any point
@@ -9,23 +10,34 @@ A flush that fails (the embedded DuckDB is locked by a `leadrat load` or an anal
 session, the warehouse is down) is retried with backoff: the events are safe on disk,
 and acknowledgements go on meanwhile. dlt opens the warehouse only for the load step, so
 between flushes the DuckDB file is free for other writers.
+
+Why a process: building Arrow tables and running dlt is seconds of Python per batch; in
+the server's process it would hold the GIL the acknowledgements need. The flusher and the
+server share only the journal file (SQLite serializes their writes) and two counters. A
+flusher whose server died (SIGKILL) exits at once; the next server's flusher loads what
+is left.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
+import multiprocessing
+import os
+import signal
+import sys
 import time
 from collections import Counter
-
-from dlt.pipeline.pipeline import Pipeline
+from dataclasses import dataclass
+from multiprocessing.synchronize import Event
+from pathlib import Path
 
 from leadrat_source.destinations import DestinationProfile
+from leadrat_source.load import profile_pipeline
 from leadrat_source.source import LeadsHints
 from leadrat_source.warehouse_lock import run_when_free
 from leadrat_source.webhooks.events import LeadEvent
 from leadrat_source.webhooks.journal import Journal, JournalEntry
-from leadrat_source.webhooks.metrics import Metrics
+from leadrat_source.webhooks.metrics import FlushCounters
 from leadrat_source.webhooks.settings import ReceiverSettings
 from leadrat_source.webhooks.warehouse_batch import batch_resources
 
@@ -42,59 +54,105 @@ LOCK_WAIT_SECONDS = 30.0
 PRUNE_SECONDS = 3_600.0
 
 
-class Flusher:
-    """A thread that loads the journal into the warehouse."""
+#: How often the flusher looks for due events (and for its server being gone).
+POLL_SECONDS = 0.2
 
-    def __init__(self, journal: Journal, pipeline: Pipeline, profile: DestinationProfile,
-                 settings: ReceiverSettings, metrics: Metrics):
-        self._journal = journal
-        self._pipeline = pipeline
-        self._profile = profile
-        self._settings = settings
-        self._metrics = metrics
-        self._hints = LeadsHints.of(settings.delete_mode, settings.history)
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="webhook-flusher", daemon=True)
-        self._last_prune = 0.0
+
+@dataclass(frozen=True)
+class FlusherSpec:
+    """What the flusher process needs (no secrets: it never sees a signature)."""
+
+    journal_path: Path
+    profile: DestinationProfile
+    dataset: str
+    pipeline_name: str
+    settings: ReceiverSettings
+    log_level: int
+    log_formatter: logging.Formatter | None
+
+
+class FlusherProcess:
+    """The server's handle on the flusher process."""
+
+    def __init__(self, spec: FlusherSpec, counters: FlushCounters):
+        context = multiprocessing.get_context("spawn")
+        self._stop = context.Event()
+        self._process = context.Process(
+            target=_flusher_main, args=(spec, counters, self._stop, os.getpid()),
+            name="leadrat-webhook-flusher")
 
     def start(self) -> None:
-        self._thread.start()
-
-    def notify(self, arrived: int) -> None:
-        """New events were journaled (called by the committer)."""
-        self._wake.set()
+        self._process.start()
 
     def stop(self) -> bool:
-        """Flush what is journaled and end the thread; False if events remain (the warehouse
-        kept failing), which the next start loads."""
-        self._stopping.set()
-        self._wake.set()
-        self._thread.join()
-        return self._journal.depth()[0] == 0
+        """Have the flusher load what is journaled and exit; False if events remain (the
+        warehouse kept failing), which the next start loads."""
+        self._stop.set()
+        self._process.join()
+        return self._process.exitcode == 0
 
-    def _run(self) -> None:
+
+def _flusher_main(spec: FlusherSpec, counters: FlushCounters, stop: Event,
+                  server_pid: int) -> None:
+    # Ctrl-C reaches the whole process group: the server decides when to stop. A SIGTERM
+    # sent to this process alone (a supervisor killing the group) stops it the same way.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    handler = logging.StreamHandler(sys.stderr)
+    if spec.log_formatter is not None:
+        handler.setFormatter(spec.log_formatter)
+    logging.getLogger().handlers[:] = [handler]
+    logging.getLogger().setLevel(spec.log_level)
+    journal = Journal(spec.journal_path, spec.settings.dedup_days)
+    try:
+        flusher = Flusher(journal, spec, counters, stop, server_pid)
+        flusher.finish_interrupted()
+        sys.exit(0 if flusher.run() else 1)
+    finally:
+        journal.close()
+
+
+class Flusher:
+    """The flusher process's loop: due batches → dlt → journal clean-up."""
+
+    def __init__(self, journal: Journal, spec: FlusherSpec, counters: FlushCounters,
+                 stop: Event, server_pid: int):
+        self._journal = journal
+        self._pipeline = profile_pipeline(spec.profile, spec.pipeline_name, spec.dataset,
+                                          pipelines_dir=None)
+        self._profile = spec.profile
+        self._settings = spec.settings
+        self._counters = counters
+        self._stop = stop
+        self._server_pid = server_pid
+        self._hints = LeadsHints.of(spec.settings.delete_mode, spec.settings.history)
+        self._last_prune = 0.0
+
+    def run(self) -> bool:
+        """Load batches until told to stop, then what is left; True if the journal is
+        empty at the end."""
         deadline: float | None = None
         while True:
-            if self._stopping.is_set() and deadline is None:
+            if self._stop.is_set() and deadline is None:
                 deadline = time.monotonic() + SHUTDOWN_FLUSH_SECONDS
+            if os.getppid() != self._server_pid:
+                log.warning("the server is gone; the next start loads the journal")
+                return False
             entries = self._due_batch(stopping=deadline is not None)
             if entries:
                 if not self._load(entries, deadline):
-                    return
+                    return False
                 continue
             if deadline is not None:
-                return
+                return True
             self._prune_ids()
-            self._wake.wait(timeout=min(0.5, self._settings.flush_seconds))
-            self._wake.clear()
+            self._stop.wait(timeout=min(POLL_SECONDS, self._settings.flush_seconds))
 
     def _due_batch(self, stopping: bool) -> list[JournalEntry]:
-        entries = self._journal.pending(self._settings.flush_events)
-        if not entries or stopping or len(entries) >= self._settings.flush_events:
-            return entries
-        if time.time() - entries[0].received_at >= self._settings.flush_seconds:
-            return entries
+        waiting, oldest = self._journal.waiting(self._settings.flush_events)
+        if waiting and (stopping or waiting >= self._settings.flush_events
+                        or time.time() - oldest >= self._settings.flush_seconds):
+            return self._journal.pending(self._settings.flush_events)
         return []
 
     def _load(self, entries: list[JournalEntry], deadline: float | None) -> bool:
@@ -106,7 +164,7 @@ class Flusher:
                 self._load_once(entries)
                 break
             except Exception as error:  # noqa: BLE001 - retried: the events are safe on disk
-                self._metrics.count("flush_failures")
+                self._counters.add(self._counters.failures, 1)
                 reason = str(error).strip().splitlines()[-1][:200] if str(error) else ""
                 log.warning("loading %d events failed (%s: %s); retrying in %.1fs",
                             len(entries), type(error).__name__, reason, delay)
@@ -117,7 +175,7 @@ class Flusher:
                 time.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX_SECONDS)
         self._journal.remove(entries)
-        self._metrics.count("flushed", len(entries))
+        self._counters.add(self._counters.flushed, len(entries))
         types = Counter(LeadEvent.parse(entry.body).type for entry in entries)
         log.info("loaded %d events (%s; %s .. %s) in %.2fs", len(entries),
                  ", ".join(f"{name}={count}" for name, count in sorted(types.items())),

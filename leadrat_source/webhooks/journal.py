@@ -112,6 +112,15 @@ class Journal:
             self._reader.execute("DELETE FROM pending WHERE seq BETWEEN ? AND ?",
                                  (entries[0].seq, entries[-1].seq))
 
+    def waiting(self, limit: int) -> tuple[int, float]:
+        """How many events wait (counted up to `limit`), and when the oldest arrived."""
+        with self._reader_lock:
+            (count,) = self._reader.execute(
+                "SELECT count(*) FROM (SELECT 1 FROM pending LIMIT ?)", (limit,)).fetchone()
+            oldest = self._reader.execute(
+                "SELECT received_at FROM pending ORDER BY seq LIMIT 1").fetchone()
+        return int(count), oldest[0] if oldest else 0.0
+
     def depth(self) -> tuple[int, float | None]:
         """Events waiting for the warehouse, and when the oldest of them arrived."""
         with self._reader_lock:
@@ -136,10 +145,9 @@ class GroupCommitter:
     """One thread that commits queued events in groups: all that arrived during the
     previous commit share the next one (and its fsync)."""
 
-    def __init__(self, journal: Journal, on_commit: Callable[[int], None] | None = None):
+    def __init__(self, journal: Journal):
         self._journal = journal
         self._queue: queue.SimpleQueue[tuple[str, bytes, Done] | None] = queue.SimpleQueue()
-        self._on_commit = on_commit
         self._thread = threading.Thread(target=self._run, name="journal-commit", daemon=True)
 
     def start(self) -> None:
@@ -182,5 +190,3 @@ class GroupCommitter:
             results = [error] * len(group)
         for (_, _, done), result in zip(group, results, strict=True):
             done(result)
-        if self._on_commit is not None:
-            self._on_commit(len(group))

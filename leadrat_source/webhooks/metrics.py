@@ -2,24 +2,39 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from multiprocessing.sharedctypes import Synchronized
 
 PREFIX = "leadrat_webhooks"
 
 
+class FlushCounters:
+    """Counted by the flusher process, read by the server's `/metrics`."""
+
+    def __init__(self) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.flushed: Synchronized[int] = context.Value("q", 0)
+        self.failures: Synchronized[int] = context.Value("q", 0)
+
+    @staticmethod
+    def add(counter: Synchronized[int], amount: int) -> None:
+        with counter.get_lock():
+            counter.value += amount
+
+
 class Metrics:
-    """Counters updated from the event loop, the committer and the flusher threads."""
+    """The server's counters (updated on the event loop), and the flusher's."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.received = 0
         self.duplicates = 0
         self.rejected: Counter[str] = Counter()
-        self.flushed = 0
-        self.flush_failures = 0
+        self.flushes = FlushCounters()
 
     def count(self, name: str, amount: int = 1) -> None:
         with self._lock:
@@ -37,8 +52,8 @@ class Metrics:
             lines = [
                 f"{PREFIX}_received_total {self.received}",
                 f"{PREFIX}_duplicates_total {self.duplicates}",
-                f"{PREFIX}_flushed_total {self.flushed}",
-                f"{PREFIX}_flush_failures_total {self.flush_failures}",
+                f"{PREFIX}_flushed_total {self.flushes.flushed.value}",
+                f"{PREFIX}_flush_failures_total {self.flushes.failures.value}",
                 *(f'{PREFIX}_rejected_total{{reason="{reason}"}} {count}'
                   for reason, count in sorted(self.rejected.items())),
             ]

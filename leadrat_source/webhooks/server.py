@@ -8,6 +8,7 @@ the events stay in the journal and the next start loads them).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import socket
@@ -20,9 +21,8 @@ import uvicorn
 
 from leadrat_source import settings as source_settings
 from leadrat_source.destinations import get_profile
-from leadrat_source.load import profile_pipeline
 from leadrat_source.webhooks.app import WEBHOOK_PATH, create_app
-from leadrat_source.webhooks.flusher import Flusher
+from leadrat_source.webhooks.flusher import FlusherProcess, FlusherSpec
 from leadrat_source.webhooks.journal import GroupCommitter, Journal
 from leadrat_source.webhooks.metrics import Metrics
 from leadrat_source.webhooks.settings import (
@@ -50,17 +50,21 @@ def serve(options: ServeOptions) -> int:
     dataset = options.dataset or profile.dataset_name or source_settings.DATASET_NAME
     journal = Journal(options.journal or default_journal_path(profile.name, dataset),
                       settings.dedup_days)
-    # its own pipeline (state, schema) beside the scheduled load's, into the same dataset
-    pipeline = profile_pipeline(profile, f"leadrat_webhooks_{profile.name}_{dataset}", dataset,
-                                pipelines_dir=None)
     metrics = Metrics()
-    flusher = Flusher(journal, pipeline, profile, settings, metrics)
-    committer = GroupCommitter(journal, on_commit=flusher.notify)
+    committer = GroupCommitter(journal)
+    # its own pipeline (state, schema) beside the scheduled load's, into the same dataset
+    flusher = FlusherProcess(FlusherSpec(
+        journal_path=journal.path, profile=profile, dataset=dataset,
+        pipeline_name=f"leadrat_webhooks_{profile.name}_{dataset}",
+        settings=dataclasses.replace(settings, secrets=()),
+        log_level=logging.getLogger().getEffectiveLevel(),
+        log_formatter=next((handler.formatter for handler in logging.getLogger().handlers),
+                           None),
+    ), metrics.flushes)
     app = create_app(SignatureVerifier(settings.secrets, settings.tolerance_seconds), committer,
                      journal, metrics, MAX_BODY_BYTES)
     listener = socket.create_server((options.host, options.port), backlog=2048)
     host, port = listener.getsockname()[:2]
-    flusher.finish_interrupted()
     committer.start()
     flusher.start()
     log.info("receiving LeadRat webhooks at http://%s:%d%s into %s dataset %r (journal %s, "
