@@ -170,12 +170,17 @@ def main() -> int:
         print(f"steady  {steady_count} events at {args.rate:.0f}/s: delivery-to-row latency "
               f"p50 {statistics.median(to_row):.2f} s, p99 {percentile(to_row, 0.99):.2f} s, "
               f"max {max(to_row):.2f} s (flush every 5 s or 5,000 events)")
+        flusher = next(child for child in server.children()
+                       if "spawn_main" in " ".join(child.cmdline()))
+        flusher_cpu = sum(flusher.cpu_times()[:2])
+        total = args.events + steady_count
+        print(f"        flusher CPU {flusher_cpu / total * 1000:.3f} ms per event "
+              "(Arrow, dlt extract/normalize/load into DuckDB, journal clean-up; startup included)")
         receiver.terminate()
         assert receiver.wait(timeout=120) == 0
         with duckdb.connect(str(warehouse), read_only=True) as connection:
             rows, distinct = connection.sql(
                 "select count(*), count(distinct id) from leadrat.lead_events").fetchone()  # type: ignore[misc]
-        total = args.events + steady_count
         print(f"warehouse: {rows} lead_events rows, {distinct} distinct, expected {total}")
         assert rows == distinct == total
     finally:
