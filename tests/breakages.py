@@ -109,6 +109,13 @@ BREAKAGES = (
         ("tests/test_reverse_sync.py", "tests/test_reverse_sync_resume.py"),
     ),
     Breakage(
+        "webhook-dedup-off",
+        "leadrat_source/webhooks/journal.py",
+        "is_new = cursor.rowcount == 1",
+        "is_new = True",
+        ("tests/test_webhooks_deliveries.py::test_duplicate_is_acknowledged_and_stored_once",),
+    ),
+    Breakage(
         "full-refresh-ignored",
         "leadrat_source/load.py",
         '{"refresh": "drop_sources"} if request.full_refresh else {}',
