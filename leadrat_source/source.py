@@ -90,7 +90,8 @@ def make_client(
 @dlt.source(name="leadrat", section="leadrat", max_table_nesting=0)
 def leadrat_source(
     lookback_seconds: float = settings.DEFAULT_LOOKBACK_SECONDS,
-    initial_updated_at: dt.datetime | str = settings.DEFAULT_INITIAL_UPDATED_AT,
+    # a plain datetime: dlt does not resolve config values into union-typed arguments
+    initial_updated_at: dt.datetime = settings.DEFAULT_INITIAL_UPDATED_AT,
     since: dt.datetime | str | None = None,
     until: dt.datetime | str | None = None,
     delete_mode: str = "soft",

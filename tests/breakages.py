@@ -64,8 +64,8 @@ BREAKAGES = (
     Breakage(
         "pacer-twice-as-slow",
         "leadrat_source/pacing.py",
-        "interval = (self._reset + self._margin - now) / available",
-        "interval = 2 * (self._reset + self._margin - now) / available",
+        "delay = self._delay()",
+        "delay = 2 * self._delay()",
         ("tests/test_pacing.py",
          "tests/test_load_duckdb.py::test_a_load_at_the_plan_limit_uses_the_budget_without_429s"),
     ),

@@ -340,3 +340,39 @@ def test_a_late_commit_within_the_lookback_is_picked_up_by_the_next_run(
     assert stored[late["id"]] == late_score, "a late commit 20 s back was missed (lookback 30 s)"
     assert stored[too_late["id"]] == too_late["score"], (
         "a commit 40 s back was read: the lookback is not the configured 30 s")
+
+
+def test_initial_updated_at_is_where_the_first_run_starts(
+    make_sandbox: Callable[..., Any], make_warehouse: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server = make_sandbox(leads=600, seed=37, rate_limit=0)
+    start = sorted(lead["updated_at"] for lead in server.export_leads())[450]
+    monkeypatch.setenv("SOURCES__LEADRAT__INITIAL_UPDATED_AT", start)
+    warehouse = make_warehouse(server)
+    first = served_during(server, lambda: warehouse.load(resources=["leads"]))
+    stored = {row["id"]: row["updated_at"] for row in warehouse.rows("leads")}
+    assert set(stored) == {
+        lead["id"] for lead in server.export_leads() if lead["updated_at"] >= start}
+    assert first["pages"] <= 2, first  # 150 leads: the older ones were never asked for
+
+
+def test_workers_read_time_slices_concurrently(
+    make_sandbox: Callable[..., Any], make_warehouse: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`workers`: with every list page taking 50 ms in the sandbox, 60 pages read by one
+    worker take at least 3 s; by four (the window cut into five slices), at most half."""
+    server = make_sandbox(leads=6_000, seed=41, rate_limit=0)
+    server.set_faults(latency_ms=50)
+    spans = {}
+    for workers in (1, 4):
+        monkeypatch.setenv("SOURCES__LEADRAT__WORKERS", str(workers))
+        warehouse = make_warehouse(server, dataset=f"workers_{workers}")
+        warehouse.pipeline_name = f"leadrat_workers_{workers}"
+        with arrivals(server) as run:
+            warehouse.load(resources=["leads"])
+        spans[workers] = run.span
+        assert len(warehouse.rows("leads")) == 6_000
+    assert spans[1] >= 60 * 0.05 - 0.1, spans
+    assert spans[4] <= 0.5 * spans[1], spans

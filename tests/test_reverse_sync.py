@@ -274,3 +274,56 @@ def test_unknown_column_is_a_clear_error_before_any_request(
     with pytest.raises(ConfigurationError, match="does not exist"):
         warehouse.sync(make_client(server), table="no_such_table")
     assert server.stats()["requests"] == 0
+
+
+def test_conflict_and_bad_request_are_recorded_and_429s_are_counted(
+    make_sandbox: Callable[..., Sandbox], make_client: Callable[..., Any],
+    warehouse: DuckWarehouse,
+) -> None:
+    """409 (an email another lead has) and 400 are permanent and recorded; two 429s are
+    retried, and the run's `429s` column says how many the sandbox itself sent."""
+    server = make_sandbox(leads=40, rate_limit=0)
+    client = make_client(server)
+    clash, bad, throttled, fine = live_leads(server, 5)[:4]
+    taken = live_leads(server, 5)[4]["email"]
+    warehouse.sql("create or replace table lead_scores (lead_id varchar, email varchar)")
+    for lead, email in ((clash, taken), (bad, "bad@example.com"),
+                        (throttled, "throttled@example.com"), (fine, "fine@example.com")):
+        warehouse.sql("insert into lead_scores values (?, ?)", lead["id"], email)
+    server.set_faults(fail_next=[{"status": 400, "count": 1, "path_prefix": f"/leads/{bad['id']}"},
+                                 {"status": 429, "count": 2,
+                                  "path_prefix": f"/leads/{throttled['id']}"}])
+
+    summary = warehouse.sync(client)
+
+    assert (summary.sent, summary.confirmed, summary.failed) == (4, 2, 2)
+    errors = {row["lead_id"]: (row["status"], row["code"], row["permanent"])
+              for row in warehouse.table("reverse_sync_errors")}
+    assert errors == {clash["id"]: (409, "conflict", True),
+                      bad["id"]: (400, "invalid_request", True)}
+    leads = by_id(server)
+    assert leads[throttled["id"]]["email"] == "throttled@example.com"
+    assert leads[clash["id"]]["email"] == clash["email"]
+    assert server.stats()["by_status"]["429"] == 2
+    [run] = warehouse.table("reverse_sync_runs")
+    assert run["rate_limited"] == 2 and summary.rate_limited == 2
+
+
+def test_spent_quota_stops_with_exit_code_4_after_saving_what_was_confirmed(
+    make_sandbox: Callable[..., Sandbox], warehouse: DuckWarehouse,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    server = make_sandbox(leads=60, rate_limit=0, daily_cap=10)
+    leads = live_leads(server, 30)
+    warehouse.scores([(lead["id"], 33.0) for lead in leads])
+    monkeypatch.setenv("SOURCES__LEADRAT__API_KEY", server.read_write_key)
+    monkeypatch.setenv("SOURCES__LEADRAT__BASE_URL", server.base_url)
+    monkeypatch.setenv("DLT_DATA_DIR", str(warehouse.pipelines_dir))
+
+    code = main(["reverse-sync", "--workers", "2"])
+
+    assert code == 4, capsys.readouterr().err
+    pushed = {lead_id for lead_id, lead in by_id(server).items() if lead["score"] == 33}
+    assert 0 < len(pushed) <= 10
+    confirmed = {row["lead_id"] for row in warehouse.table("reverse_sync_state")}
+    assert confirmed == pushed, "the ledger does not hold exactly what LeadRat accepted"
