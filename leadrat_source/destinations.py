@@ -25,6 +25,9 @@ DEFAULT_PROFILE = "duckdb"
 #: Not `leadrat.duckdb`: DuckDB names the catalog after the file, and a catalog and a
 #: schema (our dataset `leadrat`) of the same name make every query ambiguous.
 DEFAULT_DUCKDB_FILE = "leadrat_warehouse.duckdb"
+#: dlt destination types replaced by our own factory: dlt's PostgreSQL credentials insist
+#: on a password that libpq does not need (leadrat_source/postgres.py).
+OWN_FACTORIES = {"postgres": "leadrat_source.postgres.postgres"}
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,8 @@ class DestinationProfile:
         if self.destination_type == "duckdb" and "credentials" not in settings:
             configured: str | None = dlt.secrets.get(f"destination.{self.name}.credentials")
             settings["credentials"] = configured or DEFAULT_DUCKDB_FILE
-        return dlt.destination(self.name, destination_type=self.destination_type, **settings)
+        factory = OWN_FACTORIES.get(self.destination_type, self.destination_type)
+        return dlt.destination(self.name, destination_type=factory, **settings)
 
 
 def profiles_file() -> Path | None:

@@ -63,16 +63,6 @@ def postgres_url() -> str:
 
 
 @pytest.fixture
-def dlt_postgres_credentials(postgres_url: str) -> str:
-    """The test server's URL as dlt wants it: dlt requires a password even where the server
-    trusts loopback connections (as here), so a placeholder is added when there is none."""
-    url = sa.make_url(postgres_url)
-    if not url.password:
-        url = url.set(password="unused-with-trust-auth")
-    return url.render_as_string(hide_password=False)
-
-
-@pytest.fixture
 def postgres_schema(postgres_url: str) -> Iterator[str]:
     """A unique schema name for one test, dropped (with everything dlt put in it) afterwards."""
     name = f"leadrat_test_{uuid.uuid4().hex[:10]}"

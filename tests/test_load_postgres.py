@@ -16,9 +16,9 @@ pytestmark = pytest.mark.postgres
 @pytest.fixture
 def postgres_warehouse(
     make_sandbox: Callable[..., Any], make_warehouse: Callable[..., Any],
-    dlt_postgres_credentials: str, postgres_schema: str, monkeypatch: pytest.MonkeyPatch,
+    postgres_url: str, postgres_schema: str, monkeypatch: pytest.MonkeyPatch,
 ) -> Callable[..., Any]:
-    monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", dlt_postgres_credentials)
+    monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", postgres_url)
 
     def create(**sandbox_config: Any) -> Any:
         server = make_sandbox(rate_limit=0, **sandbox_config)

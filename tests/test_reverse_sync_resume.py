@@ -100,10 +100,10 @@ def test_killed_run_resumes_and_every_row_lands_once_in_effect(
 
 def test_postgres_push_and_unchanged_rerun(
     make_sandbox: Callable[..., Sandbox], make_client: Callable[..., Any],
-    postgres_url: str, dlt_postgres_credentials: str, postgres_schema: str, tmp_path: Path,
+    postgres_url: str, postgres_schema: str, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", dlt_postgres_credentials)
+    monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", postgres_url)
     server = make_sandbox(leads=60, rate_limit=0)
     client = make_client(server)
     leads = [lead for lead in server.export_leads() if lead["deleted_at"] is None][:25]
@@ -127,7 +127,7 @@ def test_postgres_push_and_unchanged_rerun(
 
 
 def test_postgres_input_is_read_in_chunks_and_a_missing_table_is_clear(
-    postgres_url: str, dlt_postgres_credentials: str, postgres_schema: str, tmp_path: Path,
+    postgres_url: str, postgres_schema: str, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from leadrat_source.destinations import get_profile
@@ -135,7 +135,7 @@ def test_postgres_input_is_read_in_chunks_and_a_missing_table_is_clear(
     from leadrat_source.load import profile_pipeline
     from leadrat_source.reverse_sync.reader import InputSpec, iter_chunks
 
-    monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", dlt_postgres_credentials)
+    monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", postgres_url)
     create_lead_scores(
         postgres_url, postgres_schema,
         "as select 'lead_' || n as lead_id, n % 100 as score from generate_series(1, 2500) as n",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -58,16 +59,79 @@ class Warehouse:
         return rows
 
 
-def _same(stored: Any, expected: Any) -> bool:
-    """Whether a warehouse value stands for an API value: JSON text for objects and lists,
-    numbers by value; a boolean only for a boolean (1 is not True)."""
-    if isinstance(expected, bool) or isinstance(stored, bool):
-        return type(stored) is type(expected) and stored == expected
+#: A custom field a lead does not have: its column must be NULL (a JSON null is a value).
+class _Absent:
+    def __repr__(self) -> str:
+        return "<absent>"
+
+
+ABSENT = _Absent()
+VARIANT_SUFFIX = "__v_text"
+
+
+def same_value(stored: Any, expected: Any) -> bool:
+    """Equal in value and in JSON kind: `1` is not `True`, `""` is not NULL, `"1"` is not `1`.
+
+    A number may come back as float or Decimal (a double column holds the int 5 as 5.0);
+    objects and lists come back as JSON text and are compared after parsing.
+    """
     if isinstance(expected, (dict, list)):
-        return isinstance(stored, str) and json.loads(stored) == expected
-    if isinstance(expected, float) or isinstance(stored, float):
-        return stored is not None and expected is not None and float(stored) == float(expected)
+        return isinstance(stored, str) and same_json(json.loads(stored), expected)
+    return same_json(stored, expected)
+
+
+def same_json(stored: Any, expected: Any) -> bool:
+    """Structural equality of JSON values that keeps bools, numbers, strings and null apart."""
+    if expected is None or stored is None:
+        return stored is None and expected is None
+    if isinstance(expected, bool) or isinstance(stored, bool):
+        return isinstance(stored, bool) and isinstance(expected, bool) and stored == expected
+    if isinstance(expected, (int, float)):
+        return isinstance(stored, (int, float, Decimal)) and float(stored) == float(expected)
+    if isinstance(expected, str):
+        return isinstance(stored, str) and stored == expected
+    if isinstance(expected, list):
+        return (isinstance(stored, list) and len(stored) == len(expected)
+                and all(same_json(a, b) for a, b in zip(stored, expected, strict=True)))
+    if isinstance(expected, dict):
+        return (isinstance(stored, dict) and stored.keys() == expected.keys()
+                and all(same_json(stored[key], expected[key]) for key in expected))
     return bool(stored == expected)
+
+
+def stored_custom_value(row: dict[str, Any], column: str) -> Any:
+    """A custom field's value as stored: its column, or the variant column that takes the
+    values of another JSON type (text: a string as is, anything else as JSON); ABSENT when
+    both are NULL. Raises when both hold a value: a value must sit in one place."""
+    value, variant = row.get(column), row.get(column + VARIANT_SUFFIX)
+    if value is not None and variant is not None:
+        raise AssertionError(f"{column} and its variant both hold a value: {value!r}, {variant!r}")
+    if variant is not None:
+        return Variant(variant)
+    return ABSENT if value is None else value
+
+
+@dataclass(frozen=True)
+class Variant:
+    """Text from a variant column: a string value itself, or another type's JSON."""
+
+    text: str
+
+    def matches(self, expected: Any) -> bool:
+        if isinstance(expected, str):
+            return self.text == expected
+        try:
+            return same_json(json.loads(self.text), expected)
+        except ValueError:
+            return False
+
+
+def custom_value_matches(stored: Any, expected: Any) -> bool:
+    if stored is ABSENT or expected is ABSENT:
+        return stored is expected
+    if isinstance(stored, Variant):
+        return stored.matches(expected)
+    return same_value(stored, expected)
 
 
 def expected_leads(server: Sandbox, delete_mode: str = "soft") -> dict[str, dict[str, Any]]:
@@ -82,12 +146,14 @@ def assert_equal_to_sandbox(
     warehouse: Warehouse, delete_mode: str = "soft", changed_since: dt.datetime | None = None,
 ) -> None:
     """The warehouse holds exactly LeadRat's leads and tags: no lead lost, none twice,
-    every field equal (a NULL for a null or absent custom field).
+    every field equal in value and JSON kind (a NULL for an absent custom field).
 
     `changed_since` judges a run that leads were changed during: a lead LeadRat last
     updated at or after that instant may still be missing or hold an older version; every
     other lead must be exact."""
     expected = expected_leads(warehouse.server, delete_mode)
+    # every key of any lead, so a value stored where the lead has none is caught too
+    keys = {key for lead in expected.values() for key in lead.get("custom_fields") or {}}
     rows = warehouse.rows("leads")
     stored = {row["id"]: row for row in rows}
     assert len(rows) == len(stored), "a lead is stored twice"
@@ -104,6 +170,12 @@ def assert_equal_to_sandbox(
         expected = {k: v for k, v in expected.items() if k not in moving}
     differences = []
     column_name = warehouse.pipeline().default_schema.naming.normalize_path
+    custom_columns = {key: column_name(f"custom_fields__{key}") for key in keys}
+    # a column no expected lead has a key for (e.g. of hard-deleted leads) holds no value
+    others = {name for row in rows[:1] for name in row if name.startswith("custom_fields__")
+              and name.removesuffix(VARIANT_SUFFIX) not in custom_columns.values()}
+    assert not [(row["id"], name) for row in rows for name in others
+                if row[name] is not None and row["id"] in expected]
     for lead_id, lead in expected.items():
         row = stored[lead_id]
         for name in LEAD_SCALAR_FIELDS:
@@ -113,18 +185,13 @@ def assert_equal_to_sandbox(
             got = row[name]
             if isinstance(got, dt.datetime) and got.tzinfo is None:
                 got = got.replace(tzinfo=dt.UTC)
-            if not (got is None and value is None) and not _same(got, value):
+            if not same_value(got, value):
                 differences.append((lead_id, name, got, value))
-        custom = {column_name(f"custom_fields__{key}"): value
-                  for key, value in (lead.get("custom_fields") or {}).items()}
-        for column in {*custom, *(c for c in row if c.startswith("custom_fields__"))}:
-            value, got = custom.get(column), row.get(column)
-            if column.endswith("__v_text"):
-                continue
-            if got is None and row.get(column + "__v_text") is not None:
-                continue  # a value that did not fit the column's type went to its variant
-            if (value is None) != (got is None) or value is not None and not _same(got, value):
-                differences.append((lead_id, column, got, value))
+        fields = lead.get("custom_fields") or {}
+        for key, column in custom_columns.items():
+            stored_value = stored_custom_value(row, column)
+            if not custom_value_matches(stored_value, fields.get(key, ABSENT)):
+                differences.append((lead_id, column, stored_value, fields.get(key, ABSENT)))
     assert not differences, f"{len(differences)} differences, e.g. {differences[:5]}"
 
     tag_rows = [(row["lead_id"], row["tag"]) for row in warehouse.rows("lead_tags")]

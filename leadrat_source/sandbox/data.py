@@ -50,6 +50,31 @@ INDUSTRIES = ("real_estate", "finance", "retail", "tech", "health", "education")
 CITIES = (("Mumbai", "IN"), ("Zürich", "CH"), ("São Paulo", "BR"), ("東京", "JP"),
           ("Austin", "US"), ("Kraków", "PL"))
 INTERESTS = ("2bhk", "3bhk", "villa", "plot", "commercial", "rental")
+#: Text values real CRMs hold that a loader must store exactly as they are: blanks (which
+#: CSV loaders like to turn into NULL), unicode that breaks naive code (emoji sequences,
+#: right-to-left text, combining marks, control characters other than NUL, which no
+#: warehouse text type holds), quotes and backslashes.
+BLANKS = ("", " ", "   ", "\t", "\n", " \r\n ")
+UNICODE_EDGES = (
+    "👩‍👩‍👧‍👦 family of four", "🇮🇳🇧🇷🇯🇵", "thumbs 👍🏽 up", "مرحبا، نلتقي غدا", "שלום עולם",
+    "abc \u202eRTL override\u202c def", "cafe\u0301 de\u0301ja\u0300 vu",
+    "Z\u0351\u0300a\u0316l\u0317g\u0353o\u0489", "bell\x07 esc\x1b[31m del\x7f",
+    "\x01\x02\x1f unit separators", "line\u2028separator\u2029paragraph",
+    "nbsp\u00a0zero\u200bwidth\u200djoiner", "\ufeffstarts with a BOM", "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 𝟙𝟚𝟛",
+    "CR\rLF\nCRLF\r\n", "next\u0085line", "it's \"quoted\" and back\\slashed",
+    "trailing space ", " leading space", "tab\tseparated\tvalues", "NULL", "null",
+)
+PLAIN_NOTES = ("Call back on Monday", "Wants a sea view", "Budget approved by CFO",
+               "Met at the expo", "Prefers WhatsApp")
+#: Very long free text (pasted e-mails, transcripts); built once, a few leads hold them.
+LONG_TEXTS = tuple(
+    "".join(f"Transcript line {line}: the client asked about the 3BHK near the metro, "
+            "«déjà vu» 🏠.\n" for line in range(size // 70 + 1))[:size]
+    for size in (2_000, 12_000, 60_000)
+)
+#: Every edge text once: the first leads of any sandbox hold these as `notes`, so even a
+#: small test sandbox has each of them; later leads draw them at random.
+EDGE_TEXTS = BLANKS + UNICODE_EDGES + LONG_TEXTS
 PIPELINE_NAMES = ("Sales", "Enterprise", "Partners", "Renewals", "Onboarding", "Rentals")
 STAGE_NAMES = ("New", "Contacted", "Site visit", "Qualified", "Negotiation", "Won")
 
@@ -172,6 +197,38 @@ def lead_rows(count: int, seed: int, pipelines: list[Pipeline],
     n_first, n_last, n_domains = len(FIRST_NAMES), len(LAST_NAMES), len(DOMAINS)
     n_clusters, n_pipelines, n_companies = len(clusters), len(pipeline_stages), len(COMPANIES)
     n_industries, n_cities = len(INDUSTRIES), len(CITIES)
+    n_blanks, n_edges, n_plain = len(BLANKS), len(UNICODE_EDGES), len(PLAIN_NOTES)
+
+    def note(seq: int) -> str:
+        if seq <= len(EDGE_TEXTS):
+            return EDGE_TEXTS[seq - 1]
+        draw = random_()
+        if draw < 0.25:
+            return BLANKS[below(n_blanks)]
+        if draw < 0.5:
+            return UNICODE_EDGES[below(n_edges)]
+        if draw < 0.999:
+            return PLAIN_NOTES[below(n_plain)]
+        return LONG_TEXTS[below(len(LONG_TEXTS))]
+
+    def external_ref() -> object:
+        """One key, many JSON types: what a CRM fed by several import tools holds."""
+        kind = below(8)
+        if kind == 0:
+            return below(1_000_000)
+        if kind == 1:
+            return str(below(1_000_000))
+        if kind == 2:
+            return f"CRM-{below(100_000):05d}"
+        if kind == 3:
+            return random_() < 0.5
+        if kind == 4:
+            return round(1000 * random_(), 3)
+        if kind == 5:
+            return {"system": "sap", "id": below(1_000_000), "synced": random_() < 0.5}
+        if kind == 6:
+            return [below(100), "x", None, {"nested": []}]
+        return ""
     deleted_span = DELETED_WITHIN_DAYS * DAY_MS
     for seq in range(1, count + 1):
         first = below(n_first)
@@ -199,9 +256,12 @@ def lead_rows(count: int, seed: int, pipelines: list[Pipeline],
         tags = sample(TAGS, below(5))
         phone = None if random_() < 0.2 else f"+91{7_000_000_000 + below(3_000_000_000)}"
         company = None if random_() < 0.3 else COMPANIES[below(n_companies)]
+        if company is not None and random_() < 0.03:
+            company = BLANKS[below(n_blanks)]  # a form field left blank is not a NULL
         lead_status = status()
         lead_source = source()
-        # Custom fields: each key keeps one JSON type across leads; many leads lack some.
+        # Custom fields: most keys keep one JSON type across leads (`external_ref` and
+        # `opted_in` do not); many leads lack some.
         fields: dict[str, object] = {}
         if random_() < 0.6:
             fields["budget"] = round(20_000 + 1_980_000 * random_(), 2)
@@ -216,6 +276,19 @@ def lead_rows(count: int, seed: int, pipelines: list[Pipeline],
             fields["address"] = {"city": city, "country": country, "floor": below(41)}
         if random_() < 0.3:
             fields["interests"] = sample(INTERESTS, 1 + below(3))
+        if seq <= len(EDGE_TEXTS) or random_() < 0.3:
+            fields["notes"] = note(seq)
+        if random_() < 0.2:
+            fields["external_ref"] = external_ref()
+        if random_() < 0.15:
+            # mostly booleans, but 0/1 from an older import: 1 is not True
+            fields["opted_in"] = random_() < 0.5 if random_() < 0.8 else below(2)
+        if random_() < 0.05:
+            fields["referrer"] = {
+                "name": name, "contact": {"email": "", "phones": [], "whatsapp": None},
+                "meta": {"weight": 0.5, "verified": True,
+                         "note": UNICODE_EDGES[below(n_edges)]},
+            }
         yield (seq, encode_id(ID_PREFIX_LEAD, seq), name, email, phone, company, lead_status,
                lead_source, score, pipeline_id, stage_id, dumps(fields).decode(),
                dumps(tags).decode(), created, updated, deleted)
