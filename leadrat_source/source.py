@@ -6,7 +6,8 @@ Tables (dataset `leadrat` by default) and how each is kept equal to LeadRat:
   deletions arrive through `include_deleted=true` and either stay as rows with
   `deleted_at` set (the default) or remove the row (`delete_mode="hard"`). With
   `history=True` the table is SCD2 (dlt's `scd2` strategy, retiring only leads that were
-  read in the run) so analysts can follow status and stage changes.
+  read in the run; a new version exactly when the lead changed, see lead_history.py) so
+  analysts can follow status and stage changes.
 - `lead_tags`: `(lead_id, tag)` merged with `lead_id` as merge key: each lead read
   replaces its tag rows, a lead without tags leaves none.
 - `pipelines`, `pipeline_stages`: small, read in full and replaced every run.
@@ -17,7 +18,7 @@ Tables (dataset `leadrat` by default) and how each is kept equal to LeadRat:
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
@@ -36,6 +37,7 @@ from leadrat_source import lead_order, settings
 from leadrat_source.client import LeadRatClient
 from leadrat_source.contract import DEFAULT_BASE_URL
 from leadrat_source.errors import ConfigurationError, QuotaExhausted
+from leadrat_source.lead_history import HISTORY_DISPOSITION, with_row_versions
 from leadrat_source.lead_scan import LeadScanner, ScanSettings, ScanStats
 from leadrat_source.lead_tables import (
     NO_TAGS_MARKER,
@@ -182,8 +184,7 @@ def leads_resource(
         notes.scan = scanner.stats
         for batch in _batches(scanner.scan(window_start, window_end), leads_per_batch):
             table = builder.leads_table(batch)
-            # scd2 needs dlt's row hash in `_dlt_id`, which only the row normalizer adds
-            yield table.to_pylist() if history else table
+            yield hints.versioned(table, batch)
             if delete_mode == "hard":
                 batch = [{**lead, "tags": []} if lead.get("deleted_at") else lead for lead in batch]
             yield _lead_tags_item(batch, notes, tags_disposition)
@@ -226,7 +227,7 @@ class LeadsHints:
     def of(cls, delete_mode: DeleteMode | str, history: bool) -> LeadsHints:
         disposition: TWriteDispositionConfig
         if history:
-            disposition, keys = {"disposition": "merge", "strategy": "scd2"}, {"merge_key": "id"}
+            disposition, keys = HISTORY_DISPOSITION, {"merge_key": "id"}
         else:
             disposition = {"disposition": "merge", "strategy": "delete-insert"}
             keys = {"primary_key": "id"}
@@ -234,6 +235,11 @@ class LeadsHints:
         if delete_mode == "hard":
             columns["deleted_at"] = {"hard_delete": True}
         return cls(disposition, keys, columns, history)
+
+    def versioned(self, table: pa.Table, leads: Sequence[Mapping[str, Any]]) -> pa.Table:
+        """The `leads` rows of `leads` as this disposition needs them: in history mode with
+        each lead's own row version (lead_history.py), whichever path read the lead."""
+        return with_row_versions(table, leads) if self.history else table
 
     def newest_wins(self, resource: DltResource, pipeline: SupportsPipeline,
                     from_events: bool = False) -> TWriteDispositionConfig:

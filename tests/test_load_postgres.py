@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from conftest import sqlalchemy_engine
+from history import assert_one_version_per_change, load_with_churn
 from warehouse import assert_equal_to_sandbox
 
 pytestmark = pytest.mark.postgres
@@ -58,19 +59,14 @@ def test_hard_deletes_in_postgres(
     assert_equal_to_sandbox(warehouse, delete_mode="hard")
 
 
-def test_history_mode_in_postgres(
+def test_history_mode_in_postgres_keeps_one_version_per_change(
     postgres_warehouse: Callable[..., Any], make_client: Callable[..., Any],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("SOURCES__LEADRAT__HISTORY", "true")
+    monkeypatch.setenv("SOURCES__LEADRAT__LOOKBACK_SECONDS", str(3 * 365 * 86_400))
     warehouse = postgres_warehouse(leads=200, seed=41)
-    warehouse.load()
-    lead = warehouse.server.export_leads()[0]
-    make_client(warehouse.server).leads.update(lead["id"], score=12)
-    warehouse.load()
-    versions = [row for row in warehouse.rows("leads") if row["id"] == lead["id"]]
-    assert len(versions) == 2
-    assert [row["score"] for row in versions if row["_dlt_valid_to"] is None] == [12]
+    assert_one_version_per_change(warehouse, load_with_churn(warehouse, make_client))
 
 
 def _columns(url: str, schema: str) -> set[str]:

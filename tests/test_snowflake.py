@@ -45,9 +45,11 @@ def test_load_churn_load_equals_sandbox(
     load_churn_load(snowflake_warehouse(make_sandbox(leads=300, seed=37, rate_limit=0)))
 
 
-def test_history_mode_keeps_a_version_per_change(
+def test_history_mode_keeps_one_version_per_change(
     make_sandbox: Callable[..., Any], snowflake_warehouse: Callable[..., Any],
     make_client: Callable[..., Any], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("SOURCES__LEADRAT__HISTORY", "true")
+    # every load re-reads every lead: unchanged ones must get no new version
+    monkeypatch.setenv("SOURCES__LEADRAT__LOOKBACK_SECONDS", str(3 * 365 * 86_400))
     check_history(snowflake_warehouse(make_sandbox(leads=100, seed=41, rate_limit=0)), make_client)

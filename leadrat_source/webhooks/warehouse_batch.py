@@ -70,7 +70,7 @@ def batch_resources(
     latest = newest_per_lead(events)
     leads = [event.lead for event in latest]
     event_of = {event.lead_id: event.id for event in latest}
-    leads_table = LeadTableBuilder(known_column_types).leads_table(leads)
+    leads_table = hints.versioned(LeadTableBuilder(known_column_types).leads_table(leads), leads)
     leads_table = _with_event_ids(leads_table, leads_table["id"], event_of)
     if delete_mode == "hard":  # a deleted lead's row goes, so do its tags
         leads = [{**lead, "tags": []} if lead.get("deleted_at") else lead for lead in leads]
