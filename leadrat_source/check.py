@@ -1,8 +1,10 @@
 """`leadrat check`: is everything a load needs in place? Verified without loading anything.
 
-It asks the API for one lead (key valid? plan and quota from the rate-limit headers),
-probes the key's scope with an update of a lead that cannot exist (a read key gets 403,
-a read_write key 404, and nothing changes either way), and opens the destination.
+It asks the API for one lead (key valid? plan and quota from the rate-limit headers) and
+opens the destination: reads only. The contract has no read-only way to learn a key's
+scope, so only with `probe_write` (`leadrat check --probe-write`) does it send an update of
+a lead that cannot exist (a read key gets 403, a read_write key 404, and nothing changes
+either way); that PUT shows in the account's audit log and spends a request.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ SCOPE_PROBE_LEAD_ID = "lead_leadrat_check_scope_probe"
 @dataclass(frozen=True)
 class CheckReport:
     base_url: str
-    scope: str
+    #: None: not probed (a write probe is opt-in)
+    scope: str | None
     plan: str
     limit: int | None
     remaining: int | None
@@ -37,8 +40,9 @@ class CheckReport:
             if self.limit is not None
             else "no rate-limit headers seen"
         )
+        scope = self.scope or "not checked (--probe-write tests it with one PUT)"
         return [
-            f"api: ok ({self.base_url}); key scope {self.scope}; plan {self.plan}; {budget}",
+            f"api: ok ({self.base_url}); key scope {scope}; plan {self.plan}; {budget}",
             f"destination: ok (profile {self.destination!r}, dataset {self.dataset!r})",
         ]
 
@@ -60,13 +64,15 @@ def key_scope(client: LeadRatClient) -> str:
     return "read_write"
 
 
-def run_check(request: LoadRequest, client: LeadRatClient | None = None) -> CheckReport:
-    """Raise the first problem found (with its advice); return what was verified."""
+def run_check(request: LoadRequest, client: LeadRatClient | None = None,
+              probe_write: bool = False) -> CheckReport:
+    """Raise the first problem found (with its advice); return what was verified.
+    Sends only reads unless `probe_write`."""
     profile = get_profile(request.destination)
     api = client or make_client()
     try:
         api.leads.list_page(per_page=1)
-        scope = key_scope(api)
+        scope = key_scope(api) if probe_write else None
         status = api.rate_limit
     finally:
         if client is None:

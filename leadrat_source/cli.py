@@ -140,7 +140,7 @@ def _target(args: argparse.Namespace) -> LoadRequest:
 def cmd_check(args: argparse.Namespace) -> int:
     from leadrat_source.check import run_check
 
-    return _report(run_check(_target(args)).lines())
+    return _report(run_check(_target(args), probe_write=args.probe_write).lines())
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -269,7 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--table", help="input table in the dataset (default: lead_scores)")
     source.add_argument("--query", help="input as a SELECT in the warehouse's SQL")
     reverse.add_argument("--dry-run", action="store_true",
-                         help="report what would be sent; send nothing, write no ledger")
+                         help="report what would be sent; send nothing, write nothing to the "
+                         "warehouse")
     reverse.add_argument("--retry-failed", action="store_true",
                          help="resend rows that failed permanently even if unchanged")
     reverse.add_argument("--max-rows", type=int, help="read at most this many input rows")
@@ -282,9 +283,12 @@ def build_parser() -> argparse.ArgumentParser:
     reverse.set_defaults(func=cmd_reverse_sync)
 
     check = _command(commands, "check",
-                     "verify the API key, its scope, the plan's quota and the destination",
+                     "verify the API key, the plan's quota and the destination (reads only)",
                      CHECK_EXAMPLES, [shared])
     _add_target_arguments(check)
+    check.add_argument("--probe-write", action="store_true",
+                       help="also learn the key's scope by sending one PUT to a lead that "
+                       "cannot exist (changes nothing; shows in LeadRat's audit log)")
     check.set_defaults(func=cmd_check)
 
     status = _command(commands, "status",
@@ -324,6 +328,7 @@ REVERSE_SYNC_EXAMPLES = """\
 CHECK_EXAMPLES = """\
   leadrat check
   leadrat check --destination postgres
+  leadrat check --probe-write              # also the key's scope, with one harmless PUT
 """
 STATUS_EXAMPLES = """\
   leadrat status

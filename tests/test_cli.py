@@ -226,14 +226,14 @@ def test_check_reports_scope_plan_and_budget(
     make_sandbox: Callable[..., Sandbox], env_for: Any, tmp_path: Path
 ) -> None:
     server = make_sandbox(leads=50, plan="growth")
-    read = leadrat("check", env=env_for(server), cwd=tmp_path)
+    read = leadrat("check", "--probe-write", env=env_for(server), cwd=tmp_path)
     assert read.returncode == 0, read.stderr
     assert "scope read;" in read.stdout and "plan growth" in read.stdout
     # the budget line: what the sandbox itself says is left (check's own request spent)
     limit = 200  # growth: 200 a minute
     assert f"{limit - server.stats()['requests']} of {limit} requests left" in read.stdout
     assert "destination: ok (profile 'duckdb', dataset 'leadrat')" in read.stdout
-    write = leadrat("check", "--dataset", "crm",
+    write = leadrat("check", "--probe-write", "--dataset", "crm",
                     env=env_for(server, SOURCES__LEADRAT__API_KEY=server.read_write_key),
                     cwd=tmp_path)
     assert "scope read_write" in write.stdout

@@ -44,6 +44,14 @@ class DuckWarehouse:
             names = [d[0] for d in result.description]
             return [dict(zip(names, row, strict=True)) for row in result.fetchall()]
 
+    def everything(self) -> dict[tuple[str, str], list[str]]:
+        """Every row of every table in the file, by (schema, table)."""
+        with duckdb.connect(str(self.path)) as con:
+            tables = con.execute("select table_schema, table_name from information_schema.tables"
+                                 ).fetchall()
+            return {(schema, name): sorted(map(repr, con.execute(
+                f'select * from "{schema}"."{name}"').fetchall())) for schema, name in tables}
+
     def sync(self, client: Any, **options: Any) -> ReverseSyncSummary:
         request = ReverseSyncRequest(dataset=DATASET, pipelines_dir=str(self.pipelines_dir),
                                      **options)
@@ -214,25 +222,26 @@ def test_null_custom_fields_status_tags_and_stage_moves(
     assert leads[c]["score"] is None
 
 
-def test_dry_run_sends_nothing_and_writes_no_ledger(
+def test_dry_run_sends_nothing_and_writes_nothing(
     make_sandbox: Callable[..., Sandbox], make_client: Callable[..., Any],
     warehouse: DuckWarehouse,
 ) -> None:
     server = make_sandbox(leads=40, rate_limit=0)
     leads = live_leads(server, 20)
-    warehouse.scores([(lead["id"], 33.0) for lead in leads])
+    warehouse.scores([(lead["id"], 33.0) for lead in leads[:4]])
+    warehouse.sync(make_client(server))  # a ledger to diff against, as in real use
+    warehouse.scores([(lead["id"], 34.0 if i < 2 else 33.0) for i, lead in enumerate(leads)])
+    before = warehouse.everything()
     server.reset_stats()
 
-    summary = warehouse.sync(make_client(server), dry_run=True, max_rows=8)
+    summary = warehouse.sync(make_client(server), dry_run=True, max_rows=12)
 
-    assert (summary.rows_read, summary.sent, summary.requests) == (8, 8, 0)
+    assert (summary.rows_read, summary.sent, summary.requests) == (12, 10, 0)
+    assert summary.skipped_unchanged == 2
     assert server.stats()["requests"] == 0
-    assert len(summary.sample) == 5 and summary.sample[0]["put"] == {"score": 33}
-    assert any("would send: 8" in line for line in summary.lines())
-    tables = {row[0] for row in warehouse.sql(
-        "select table_name from information_schema.tables where table_schema = ?", DATASET)}
-    assert "reverse_sync_state" not in tables and "reverse_sync_errors" not in tables
-    assert [run["dry_run"] for run in warehouse.table("reverse_sync_runs")] == [True]
+    assert len(summary.sample) == 5 and summary.sample[0]["put"] == {"score": 34}
+    assert any("would send: 10" in line for line in summary.lines())
+    assert warehouse.everything() == before  # no table, row or schema written
 
 
 def test_cli_query_input(

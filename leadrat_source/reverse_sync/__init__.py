@@ -93,7 +93,7 @@ class ReverseSyncSummary:
 
     def run_row(self) -> dict[str, Any]:
         row = asdict(self)
-        del row["sample"], row["destination"], row["dataset"]
+        del row["sample"], row["destination"], row["dataset"], row["dry_run"]
         return row
 
     def lines(self) -> list[str]:
@@ -218,7 +218,9 @@ def run_reverse_sync(
         started_at=dt.datetime.now(dt.UTC),
     )
     ledger = Ledger(pipeline, file_format)
-    if finished := ledger.open():
+    if request.dry_run:
+        ledger.open_to_read()  # a dry run leaves the warehouse exactly as it was
+    elif finished := ledger.open():
         log.warning("wrote %d ledger batch(es) left by an interrupted run", finished)
     run = _Run(request, ledger, summary)
     spec = InputSpec(request.table, request.query, request.max_rows)
@@ -256,8 +258,9 @@ def run_reverse_sync(
             summary.requests = stats.requests - before.requests
             summary.rate_limited = stats.rate_limited - before.rate_limited
         summary.finished_at = dt.datetime.now(dt.UTC)
-        # bad input or settings fail before anything is sent: no history row for those
-        history = summary.run_row() if summary.status != "ConfigurationError" else None
+        # a dry run writes nothing; bad input or settings fail before anything is sent
+        recorded = not request.dry_run and summary.status != "ConfigurationError"
+        history = summary.run_row() if recorded else None
         try:
             run.flush(history)
         except Exception:

@@ -6,7 +6,7 @@
   the API's code, message and details and the hash that failed. A permanent failure
   (404/409/422) is retried only when the row changes or with `--retry-failed`; a later
   success deletes the error row (dlt's `hard_delete` hint).
-- `reverse_sync_runs`: one row per run with its counts.
+- `reverse_sync_runs`: one row per run with its counts (a dry run writes nothing).
 
 Writes go through dlt in batches (`flush`), so every destination works, and a run that
 is killed loses at most the confirmations of the batch not yet written: those rows are
@@ -63,7 +63,6 @@ _HINTS: dict[str, dict[str, Any]] = {
         "columns": {
             "started_at": {"data_type": "timestamp"},
             "finished_at": {"data_type": "timestamp"},
-            "dry_run": {"data_type": "bool"},
         },
     },
 }
@@ -91,6 +90,12 @@ class Ledger:
         finished = finish_interrupted(self._pipeline)
         self._refresh_tables()
         return finished
+
+    def open_to_read(self) -> None:
+        """Restore state from the warehouse if this machine has none, writing nothing (a
+        dry run): a load a killed run left behind stays for the next real run."""
+        self._pipeline.sync_destination()
+        self._refresh_tables()
 
     def _refresh_tables(self) -> None:
         self._tables = set(self._pipeline.dataset().tables)
