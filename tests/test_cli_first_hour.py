@@ -166,7 +166,7 @@ def test_sandbox_settings_work_pasted_into_a_shell_or_secrets_toml(tmp_path: Pat
         project = tmp_path / "project"
         (project / ".dlt").mkdir(parents=True)
         (project / ".dlt" / "secrets.toml").write_text("".join(snippet))
-        from_toml = leadrat("check", env=env, cwd=project)
+        from_toml = leadrat("check", "--probe-write", env=env, cwd=project)
         assert from_toml.returncode == 0, from_toml.stderr
         assert "scope read_write" in from_toml.stdout
     finally:
@@ -231,8 +231,7 @@ def test_summary_counts_rows_written_per_table_on_each_destination(
     extra: dict[str, str] = {}
     target = ["--destination", destination]
     if destination == "postgres":
-        extra["DESTINATION__POSTGRES__CREDENTIALS"] = request.getfixturevalue(
-            "dlt_postgres_credentials")
+        extra["DESTINATION__POSTGRES__CREDENTIALS"] = request.getfixturevalue("postgres_url")
         target += ["--dataset", request.getfixturevalue("postgres_schema")]
     env = cli_env(tmp_path, server, **extra)
     result = leadrat("load", *target, env=env, cwd=tmp_path)

@@ -73,7 +73,7 @@ def target(request: pytest.FixtureRequest, tmp_path: Path,
     if request.param == "duckdb":
         return "duckdb", "leadrat", {
             "DESTINATION__DUCKDB__CREDENTIALS": str(tmp_path / "warehouse.duckdb")}
-    credentials = request.getfixturevalue("dlt_postgres_credentials")
+    credentials = request.getfixturevalue("postgres_url")
     monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", credentials)
     return "postgres", request.getfixturevalue("postgres_schema"), {
         "DESTINATION__POSTGRES__CREDENTIALS": credentials}
