@@ -83,6 +83,15 @@ def by_id(server: Sandbox) -> dict[str, dict[str, Any]]:
     return {lead["id"]: lead for lead in server.export_leads()}
 
 
+def cli_reverse_sync(server: Sandbox, key: str, warehouse: DuckWarehouse,
+                     monkeypatch: pytest.MonkeyPatch) -> int:
+    """`leadrat reverse-sync --workers 2` with `key`, configured by environment; its exit code."""
+    monkeypatch.setenv("SOURCES__LEADRAT__API_KEY", key)
+    monkeypatch.setenv("SOURCES__LEADRAT__BASE_URL", server.base_url)
+    monkeypatch.setenv("DLT_DATA_DIR", str(warehouse.pipelines_dir))
+    return main(["reverse-sync", "--workers", "2"])
+
+
 def test_push_then_unchanged_then_partial_change(
     make_sandbox: Callable[..., Sandbox], make_client: Callable[..., Any],
     warehouse: DuckWarehouse,
@@ -166,11 +175,7 @@ def test_read_only_key_stops_with_exit_code_3_and_marks_nothing(
     server = make_sandbox(leads=40, rate_limit=0)
     leads = live_leads(server, 30)
     warehouse.scores([(lead["id"], 77.0) for lead in leads])
-    monkeypatch.setenv("SOURCES__LEADRAT__API_KEY", server.read_key)
-    monkeypatch.setenv("SOURCES__LEADRAT__BASE_URL", server.base_url)
-    monkeypatch.setenv("DLT_DATA_DIR", str(warehouse.pipelines_dir))
-
-    code = main(["reverse-sync", "--workers", "2"])
+    code = cli_reverse_sync(server, server.read_key, warehouse, monkeypatch)
 
     assert code == 3
     assert "read-only key" in capsys.readouterr().err
@@ -325,11 +330,7 @@ def test_spent_quota_stops_with_exit_code_4_after_saving_what_was_confirmed(
     server = make_sandbox(leads=60, rate_limit=0, daily_cap=10)
     leads = live_leads(server, 30)
     warehouse.scores([(lead["id"], 33.0) for lead in leads])
-    monkeypatch.setenv("SOURCES__LEADRAT__API_KEY", server.read_write_key)
-    monkeypatch.setenv("SOURCES__LEADRAT__BASE_URL", server.base_url)
-    monkeypatch.setenv("DLT_DATA_DIR", str(warehouse.pipelines_dir))
-
-    code = main(["reverse-sync", "--workers", "2"])
+    code = cli_reverse_sync(server, server.read_write_key, warehouse, monkeypatch)
 
     assert code == 4, capsys.readouterr().err
     pushed = {lead_id for lead_id, lead in by_id(server).items() if lead["score"] == 33}
