@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -58,7 +59,8 @@ async def _read_body(request: Request, limit: int) -> bytes:
 
 
 def create_app(verifier: SignatureVerifier, committer: GroupCommitter, journal: Journal,
-               metrics: Metrics, max_body_bytes: int) -> Starlette:
+               metrics: Metrics, max_body_bytes: int,
+               flusher_alive: Callable[[], bool]) -> Starlette:
     def reject(status: int, reason: str, event_id: str | None = None) -> Response:
         metrics.reject(reason)
         log.info("rejected %s: %s (%d)", event_id or "a delivery", reason, status)
@@ -89,11 +91,16 @@ def create_app(verifier: SignatureVerifier, committer: GroupCommitter, journal: 
         return JSONResponse({"received": True, "duplicate": not stored})
 
     async def healthz(request: Request) -> Response:
+        """503 once the flusher process is gone: events would only pile up in the journal,
+        so a supervisor should restart the receiver (the next start loads them)."""
         pending, _ = journal.depth()
+        if not flusher_alive():
+            return JSONResponse({"status": "flusher stopped", "journal_depth": pending},
+                                status_code=503)
         return JSONResponse({"status": "ok", "journal_depth": pending})
 
     async def metrics_text(request: Request) -> Response:
-        return PlainTextResponse(metrics.render(journal.depth),
+        return PlainTextResponse(metrics.render(journal.depth, flusher_alive()),
                                  media_type="text/plain; version=0.0.4")
 
     return Starlette(routes=[

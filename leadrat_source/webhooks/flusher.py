@@ -84,6 +84,9 @@ class FlusherProcess:
     def start(self) -> None:
         self._process.start()
 
+    def is_alive(self) -> bool:
+        return self._process.is_alive()
+
     def stop(self) -> bool:
         """Have the flusher load what is journaled and exit; False if events remain (the
         warehouse kept failing), which the next start loads."""

@@ -44,7 +44,7 @@ class Metrics:
         with self._lock:
             self.rejected[reason] += 1
 
-    def render(self, depth: Callable[[], tuple[int, float | None]]) -> str:
+    def render(self, depth: Callable[[], tuple[int, float | None]], flusher_up: bool) -> str:
         """The exposition text; `depth` gives the journal's pending count and oldest time."""
         pending, oldest = depth()
         age = time.time() - oldest if oldest is not None else 0.0
@@ -57,6 +57,7 @@ class Metrics:
                 *(f'{PREFIX}_rejected_total{{reason="{reason}"}} {count}'
                   for reason, count in sorted(self.rejected.items())),
             ]
-        lines += [f"{PREFIX}_journal_depth {pending}",
+        lines += [f"{PREFIX}_flusher_up {int(flusher_up)}",
+                  f"{PREFIX}_journal_depth {pending}",
                   f"{PREFIX}_oldest_unflushed_age_seconds {age:.3f}"]
         return "\n".join(lines) + "\n"

@@ -62,7 +62,7 @@ def serve(options: ServeOptions) -> int:
                            None),
     ), metrics.flushes)
     app = create_app(SignatureVerifier(settings.secrets, settings.tolerance_seconds), committer,
-                     journal, metrics, MAX_BODY_BYTES)
+                     journal, metrics, MAX_BODY_BYTES, flusher.is_alive)
     listener = socket.create_server((options.host, options.port), backlog=2048)
     host, port = listener.getsockname()[:2]
     committer.start()
