@@ -6,6 +6,12 @@ spreads the remaining budget evenly over the time left in the window, counting r
 still in flight as already spent, and when nothing is left it waits for the reset. A run
 at the plan's limit thus uses the whole budget yet (almost) never sees a 429, which
 reactive backoff alone cannot do.
+
+A budget whose reset is far away (further than `window_horizon_seconds`: the daily cap,
+which resets at the next UTC midnight) is a total, not a rate: spreading a dozen requests
+over the hours until midnight would make every wait too long and end the run with
+requests unused. Such a total is used as it is, still paced by the per-minute window as
+last reported, and the run stops only when it is spent or the API refuses.
 """
 
 from __future__ import annotations
@@ -82,15 +88,19 @@ class RateLimitPacer:
         *,
         burst_fraction: float = 0.1,
         margin_seconds: float = 0.05,
+        window_horizon_seconds: float = 300.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._burst_fraction = burst_fraction
         self._margin = margin_seconds
+        self._horizon = window_horizon_seconds
         self._clock = clock
         self._cond = threading.Condition()
         self._status: RateLimitStatus | None = None
         self._remaining: int | None = None
         self._reset: float | None = None  # unix seconds; None once passed and not yet re-learnt
+        #: the day's total when it binds (a far reset), with its reset (unix seconds)
+        self._total: tuple[int, float] | None = None
         self._in_flight = 0
         self._tat = 0.0  # theoretical arrival time of the next evenly spaced request
         self._waits = 0
@@ -128,7 +138,7 @@ class RateLimitPacer:
                     if delay <= 0:
                         break
                     if max_wait_seconds is not None and delay > max_wait_seconds:
-                        resets_at = datetime.fromtimestamp(self._reset or self._clock(), UTC)
+                        resets_at = datetime.fromtimestamp(self._binding_reset(), UTC)
                         raise QuotaExhausted.until(resets_at, status=None)
                     started = time.monotonic()
                     if not holding:
@@ -168,6 +178,10 @@ class RateLimitPacer:
 
     def _learn(self, status: RateLimitStatus) -> None:
         reset = status.reset.timestamp()
+        if reset - self._clock() > self._horizon:
+            self._learn_total(status.remaining, reset)
+            self._status = status
+            return
         # Responses arrive out of order: within one window the lowest remaining is newest.
         same_window = self._reset is not None and abs(reset - self._reset) < 1.0
         if same_window and self._reset is not None and self._remaining is not None:
@@ -180,8 +194,32 @@ class RateLimitPacer:
             return  # a straggler from an older window
         self._status = status
 
+    def _learn_total(self, remaining: int, reset: float) -> None:
+        """A far reset: `remaining` is what is left of the day, whenever it is used."""
+        if self._total is not None and abs(reset - self._total[1]) < 1.0:
+            remaining = min(remaining, self._total[0])  # out of order: the lowest is newest
+        elif self._total is not None and reset < self._total[1]:
+            return  # a straggler from an older day
+        self._total = (remaining, reset)
+
     def _delay(self) -> float:
         """Seconds to wait before the next request may go (0: go now). Call under the lock."""
+        if self._total is not None:
+            remaining, reset = self._total
+            if self._clock() >= reset + self._margin:
+                self._total = None  # a new day
+            elif remaining - self._in_flight <= 0:
+                return reset + self._margin - self._clock()
+        return self._window_delay()
+
+    def _binding_reset(self) -> float:
+        """When the budget that holds requests back resets (unix seconds)."""
+        if self._total is not None and self._total[0] - self._in_flight <= 0:
+            return self._total[1]
+        return self._reset or self._clock()
+
+    def _window_delay(self) -> float:
+        """The wait that spreads the window's budget evenly until its reset."""
         if self._remaining is None:
             return 0.0  # nothing learnt yet: the first responses will tell
         now = self._clock()

@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from dlt.common.configuration.inject import with_config
 from dlt.common.configuration.specs import known_sections
+from dlt.common.incremental.typing import IncrementalColumnState
 from dlt.common.pipeline import SupportsPipeline
 from dlt.common.schema.typing import TColumnSchema, TWriteDispositionConfig
 from dlt.common.typing import TSecretStrValue
@@ -38,7 +39,13 @@ from leadrat_source.client import LeadRatClient
 from leadrat_source.contract import DEFAULT_BASE_URL
 from leadrat_source.errors import ConfigurationError, QuotaExhausted
 from leadrat_source.lead_history import HISTORY_DISPOSITION, with_row_versions
-from leadrat_source.lead_scan import LeadScanner, ScanSettings, ScanStats
+from leadrat_source.lead_scan import (
+    LeadScanner,
+    ScanProgress,
+    ScanRange,
+    ScanSettings,
+    ScanStats,
+)
 from leadrat_source.lead_tables import (
     NO_TAGS_MARKER,
     LeadTableBuilder,
@@ -66,6 +73,8 @@ class RunNotes:
 
 
 RESOURCE_NAMES = ("leads", "pipelines", "analytics")
+#: Key of the `leads` resource state holding the ranges a run stopped by the quota left
+SCAN_PROGRESS_KEY = "scan_progress"
 
 
 @with_config(sections=(known_sections.SOURCES, "leadrat"))
@@ -175,36 +184,60 @@ def leads_resource(
         builder = LeadTableBuilder(
             {name: data_type for name, col in known.items() if (data_type := col.get("data_type"))}
         )
-        # a backfill window (end_value) keeps no state to resume from: read it in one go
-        chunk = max_leads_per_run if updated_at.end_value is None else None
-        scanner = LeadScanner(
-            client.leads,
-            ScanSettings(per_page=settings.PER_PAGE, workers=workers, max_leads=chunk),
-        )
+        # A backfill window (end_value) keeps no state to resume from: it is read in one go,
+        # and what moves out of it during the run belongs to a later window.
+        incremental = updated_at.end_value is None
+        scanner = LeadScanner(client.leads, ScanSettings(
+            per_page=settings.PER_PAGE, workers=workers,
+            max_leads=max_leads_per_run if incremental else None,
+        ))
+        resource_state = dlt.current.resource_state()
+        resumed: list[ScanRange] = []
+        progress = ScanProgress.from_state(resource_state.get(SCAN_PROGRESS_KEY))
+        if incremental and progress is not None:
+            # An earlier run stopped by the quota left these ranges unread: read only them,
+            # and the new window from where that run's window ended (less the lookback).
+            lookback = dt.timedelta(seconds=updated_at.lag or 0)
+            window_start = max(window_start, progress.read_until - lookback)
+            resumed = progress.to_resume(window_start)
         notes.scan = scanner.stats
-        for batch in _batches(scanner.scan(window_start, window_end), leads_per_batch):
+        pages = scanner.scan(window_start, window_end, resumed, catch_up=incremental)
+        for batch in _batches(pages, leads_per_batch):
             table = builder.leads_table(batch)
             yield hints.versioned(table, batch)
             if delete_mode == "hard":
                 batch = [{**lead, "tags": []} if lead.get("deleted_at") else lead for lead in batch]
             yield _lead_tags_item(batch, notes, tags_disposition)
-        if scanner.stopped_by is not None:
-            # Keep what was read, and move the cursor back to where the gap-free part ends
-            # (concurrent slices leave holes above it), so the next run fills the rest.
-            notes.quota_exhausted = scanner.stopped_by
-            resume_point = scanner.resume_point
-            if resume_point is not None and updated_at.end_value is None:
-                updated_at.get_state()["last_value"] = resume_point
-        elif (scanned_until := scanner.scanned_until) is not None and scanned_until < window_end:
-            # A part of a huge window is loaded: everything before `scanned_until` was
-            # read, so the cursor may stand there even if no lead was as late.
-            state = updated_at.get_state()
-            cursor = state.get("last_value")
-            if cursor is None or cursor < scanned_until:
-                state["last_value"] = scanned_until
-            notes.more_to_load = True
+        if incremental:
+            _keep_position(scanner, updated_at.get_state(), resource_state)
+        notes.quota_exhausted = scanner.stopped_by or notes.quota_exhausted
+        notes.more_to_load = scanner.partial and scanner.stopped_by is None
 
     return leads
+
+
+def _keep_position(scanner: LeadScanner, cursor_state: IncrementalColumnState,
+                   resource_state: dict[str, Any]) -> None:
+    """Leave the incremental cursor (and the unread ranges) where the next run must begin.
+
+    dlt moves the cursor to the latest `updated_at` delivered. That is too far when the
+    quota stopped the scan (slices leave holes above the slowest one: the unread ranges
+    are kept, the cursor goes back to the first of them) or when a catch-up pass left a
+    newer version of a lead for the next run; and not far enough when only a part of a
+    huge window was read (everything before `read_until` was, even if no lead was as late).
+    """
+    cursor = cursor_state.get("last_value")
+    progress = scanner.progress
+    if progress is not None:
+        resource_state[SCAN_PROGRESS_KEY] = progress.as_state()
+        cursor_state["last_value"] = progress.resume_point
+        return
+    resource_state.pop(SCAN_PROGRESS_KEY, None)
+    if scanner.partial and scanner.read_until is not None:
+        cursor_state["last_value"] = max(cursor or scanner.read_until, scanner.read_until)
+    elif scanner.earliest_skipped is not None and (
+            cursor is None or scanner.earliest_skipped < cursor):
+        cursor_state["last_value"] = scanner.earliest_skipped
 
 
 def _lead_tags_item(leads: list[dict[str, Any]], notes: RunNotes,

@@ -15,6 +15,7 @@ import orjson
 from leadrat_source.sandbox.churn import Churn
 from leadrat_source.sandbox.faults import Faults
 from leadrat_source.sandbox.messages import Request, Response, json_response
+from leadrat_source.sandbox.ratelimit import RateLimiter
 from leadrat_source.sandbox.stats import Stats
 from leadrat_source.sandbox.store import Store
 
@@ -31,8 +32,9 @@ def _error(status: int, message: str) -> Response:
 
 class Admin:
     def __init__(self, store: Store, stats: Stats, faults: Faults, churn: Churn,
-                 extra_stats: Callable[[], dict[str, Any]]):
+                 limiter: RateLimiter, extra_stats: Callable[[], dict[str, Any]]):
         self.store = store
+        self.limiter = limiter
         self.stats = stats
         self.faults = faults
         self.churn = churn
@@ -68,6 +70,8 @@ class Admin:
             if not isinstance(changes, int) or changes < 0:
                 return _error(400, "'changes' must be a non-negative integer.")
             return json_response(200, {"changes": self.churn.apply(changes)})
+        if key == "POST /_sandbox/next_day":
+            return json_response(200, {"days_played": self.limiter.next_day()})
         if key == "GET /_sandbox/export":
             return json_response(200, self.store.export_leads())
         return _error(404, f"No admin route {key}.")

@@ -114,3 +114,6 @@ class SandboxProcess:
 
     def set_faults(self, **faults: Any) -> None:
         self._admin("POST", "faults", faults)
+
+    def next_day(self) -> int:
+        return int(self._admin("POST", "next_day")["days_played"])

@@ -1,4 +1,10 @@
-"""Per-key request budgets: fixed windows plus a daily cap that resets at UTC midnight."""
+"""Per-key request budgets: fixed windows plus a daily cap that resets at UTC midnight.
+
+The three `X-RateLimit-*` headers describe the budget that binds: the window's, or the
+day's when fewer requests are left for the day than for the window (its reset is then
+the next UTC midnight, and `Remaining` the day's remaining total). `next_day` lets tests
+play a new day without waiting for midnight.
+"""
 
 from __future__ import annotations
 
@@ -41,6 +47,13 @@ class RateLimiter:
         self._lock = threading.Lock()
         self._windows: dict[str, tuple[int, int]] = {}  # key -> (window index, count)
         self._days: dict[str, tuple[int, int]] = {}  # key -> (UTC day index, count)
+        self._days_played = 0  # days started by next_day(), ahead of the clock
+
+    def next_day(self) -> int:
+        """Start a new day for every key (fresh daily caps); returns the days played so far."""
+        with self._lock:
+            self._days_played += 1
+            return self._days_played
 
     def consume(self, key: str) -> Verdict:
         return self._check(key, spend=True)
@@ -52,8 +65,8 @@ class RateLimiter:
     def _check(self, key: str, spend: bool) -> Verdict:
         now = self.clock()
         window = int(now // self.window_seconds)
-        day = int(now // self.day_seconds)
         with self._lock:
+            day = int(now // self.day_seconds) + self._days_played
             window_used = self._used(self._windows, key, window)
             day_used = self._used(self._days, key, day)
             window_left = (self.window_limit - window_used) if self.window_limit else UNLIMITED
@@ -66,7 +79,9 @@ class RateLimiter:
                 day_left -= 1 if self.day_limit is not None else 0
         window_reset = (window + 1) * self.window_seconds
         capped = day_left <= 0
-        reset = (day + 1) * self.day_seconds if capped else window_reset
+        day_binds = capped or day_left < window_left
+        day_reset = (now // self.day_seconds + 1) * self.day_seconds
+        reset = day_reset if day_binds else window_reset
         headers = {
             RATE_LIMIT_LIMIT_HEADER: str(self.window_limit or UNLIMITED),
             RATE_LIMIT_REMAINING_HEADER: str(max(0, min(window_left, day_left))),

@@ -42,10 +42,11 @@ class Sandbox:
             self.webhooks = WebhookSender(config.webhook_url, self.webhook_secret)
             self.store.on_change = self.webhooks.publish
         api = Api(self.store, config.cursor, before_list=self._maybe_drift)
-        limiter = RateLimiter(config.window_limit, config.day_limit, config.window_seconds,
-                              day_seconds=config.day_seconds)
-        admin = Admin(self.store, self.statistics, self.faults, self._churn, self._webhook_stats)
-        self._app = Application(api, keys, limiter, self.faults, self.statistics, admin)
+        self._limiter = RateLimiter(config.window_limit, config.day_limit, config.window_seconds,
+                                    day_seconds=config.day_seconds)
+        admin = Admin(self.store, self.statistics, self.faults, self._churn, self._limiter,
+                      self._webhook_stats)
+        self._app = Application(api, keys, self._limiter, self.faults, self.statistics, admin)
         self._server: ServerThread | None = None
         self.base_url = ""
 
@@ -96,6 +97,10 @@ class Sandbox:
 
     def set_faults(self, **faults: Any) -> None:
         self.faults.set(**faults)
+
+    def next_day(self) -> int:
+        """Play a new UTC day: every key's daily cap starts afresh."""
+        return self._limiter.next_day()
 
     def _maybe_drift(self) -> None:
         if self.faults.roll("drift_rate"):
