@@ -9,9 +9,9 @@ from typing import Any
 
 import pyarrow.parquet
 import pytest
+from warehouse import Warehouse, assert_equal_to_sandbox
 
 from leadrat_source.lead_tables import parse_timestamp
-from warehouse import Warehouse, assert_equal_to_sandbox
 
 #: Before every list request the sandbox touches 1-3 random leads: dozens per run, many of
 #: them in slices not read yet.

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from warehouse import assert_equal_to_sandbox
 
 from leadrat_source.errors import QuotaExhausted
-from warehouse import assert_equal_to_sandbox
 
 LEADS = 6_000
 DAILY_CAP = 25
