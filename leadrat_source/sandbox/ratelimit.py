@@ -2,8 +2,8 @@
 
 The three `X-RateLimit-*` headers describe the budget that binds: the window's, or the
 day's when fewer requests are left for the day than for the window (its reset is then
-the next UTC midnight, and `Remaining` the day's remaining total). `next_day` lets tests
-play a new day without waiting for midnight.
+the day's end, the next UTC midnight unless `day_seconds` is shorter, and `Remaining` the
+day's remaining total). `next_day` lets tests play a new day without waiting for it.
 """
 
 from __future__ import annotations
