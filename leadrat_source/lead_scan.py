@@ -155,10 +155,21 @@ class ScanProgress:
         """Every lead updated before this instant was delivered: the gap-free cursor."""
         return min((part.start for part in self.unread), default=self.read_until)
 
-    def to_resume(self, fresh_start: dt.datetime) -> list[ScanRange]:
-        """The unread ranges below `fresh_start`, where the next run's new window begins."""
-        return [replace(part, end=min(part.end, fresh_start))
-                for part in self.unread if part.start < fresh_start]
+    def plan(self, fresh_start: dt.datetime, until: dt.datetime,
+             ) -> tuple[ScanRange, list[ScanRange]]:
+        """The next run's window and the unread ranges to read before it.
+
+        The window is `[fresh_start, until)`, where what is new begins; unread ranges
+        inside it are dropped (it holds them), and the one that holds `fresh_start` is read
+        as the start of the window, so that one range costs no extra partial page.
+        """
+        window, resumed = ScanRange(fresh_start, until), []
+        for part in self.unread:
+            if part.end <= fresh_start:
+                resumed.append(part)
+            elif part.start < fresh_start:
+                window = replace(part, end=until)
+        return window, resumed
 
     def as_state(self) -> dict[str, Any]:
         return {"read_until": self.read_until.isoformat(),
@@ -186,7 +197,7 @@ _Message = list[Lead] | _Split | BaseException | None
 
 
 class LeadScanner:
-    """Yields pages (lists of lead dicts) of every lead with `since <= updated_at < until`."""
+    """Yields pages (lists of lead dicts) of every lead of a window (`ScanRange`)."""
 
     def __init__(self, leads_api: LeadPageReader, settings: ScanSettings | None = None) -> None:
         self._api = leads_api
@@ -219,7 +230,7 @@ class LeadScanner:
             return None
         return ScanProgress(self.read_until, tuple(sorted(self.unread, key=lambda r: r.start)))
 
-    def scan(self, since: dt.datetime, until: dt.datetime, resumed: Sequence[ScanRange] = (),
+    def scan(self, window: ScanRange, resumed: Sequence[ScanRange] = (),
              catch_up: bool = True) -> Iterator[list[Lead]]:
         """Every lead of the window and of the `resumed` ranges, page by page.
 
@@ -228,13 +239,11 @@ class LeadScanner:
         (what moved is above `read_until`, where the next run starts anyway).
         """
         self.stopped_by, self.unread, self.partial = None, [], False
-        self.read_until = until
-        window = ScanRange(since, until)
+        self.read_until = start = window.end
         yield from self._read([*((part, None) for part in resumed),
                                (window, self.settings.max_leads)])
         if self.stopped_by is not None or self.partial or not catch_up:
             return
-        start = until
         for _ in range(self.settings.catch_up_passes):
             end = _floor_ms(dt.datetime.now(dt.UTC))
             if end <= start:

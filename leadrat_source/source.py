@@ -192,16 +192,18 @@ def leads_resource(
             max_leads=max_leads_per_run if incremental else None,
         ))
         resource_state = dlt.current.resource_state()
+        window = ScanRange(window_start, window_end)
         resumed: list[ScanRange] = []
         progress = ScanProgress.from_state(resource_state.get(SCAN_PROGRESS_KEY))
         if incremental and progress is not None:
             # An earlier run stopped by the quota left these ranges unread: read only them,
             # and the new window from where that run's window ended (less the lookback).
             lookback = dt.timedelta(seconds=updated_at.lag or 0)
-            window_start = max(window_start, progress.read_until - lookback)
-            resumed = progress.to_resume(window_start)
+            window, resumed = progress.plan(
+                max(window_start, progress.read_until - lookback), window_end
+            )
         notes.scan = scanner.stats
-        pages = scanner.scan(window_start, window_end, resumed, catch_up=incremental)
+        pages = scanner.scan(window, resumed, catch_up=incremental)
         for batch in _batches(pages, leads_per_batch):
             table = builder.leads_table(batch)
             yield hints.versioned(table, batch)

@@ -37,9 +37,10 @@ def test_first_load_then_churn_is_exact_and_costs_only_changed_pages(
     assert_equal_to_sandbox(warehouse)
     assert second["requests"] <= math.ceil(changed / 100) + HANDFUL, second
 
-    # nothing new: only the lookback (60 s, which holds all of the churn) is re-read
+    # nothing new: only the lookback (60 s, which holds all of the churn) is re-read, and
+    # the closing catch-up pass asks once what moved during the run
     third = served_during(server, warehouse.load)
-    assert third["pages"] <= math.ceil(changed / 100), f"a run with nothing new: {third}"
+    assert third["pages"] <= math.ceil(changed / 100) + 1, f"a run with nothing new: {third}"
     assert_equal_to_sandbox(warehouse)
 
 
