@@ -22,12 +22,12 @@ DAILY_CAP = 25
 WINDOW_LIMIT, WINDOW_SECONDS = 10, 2
 #: Requests of a run that are not lead pages: `pipelines` and the three analytics reports.
 OTHER_REQUESTS_PER_RUN = 4
-#: Lead pages of a run beyond the pages of leads: the first page of the run's new window
-#: (what changed since the last run) and, for each range the run before left unread, the
-#: page where it resumes (it starts at the last lead read). Once per load: the last,
-#: partial page of each time slice, and the closing catch-up pass.
+#: Lead pages of a run beyond the pages of leads: the first page of its new window (what
+#: changed since the last run; it holds the unread range of the last slice, if any). Once
+#: per load: the last, partial page of each time slice (one per 10 pages: 6 here), and the
+#: closing catch-up pass (2).
 LEAD_PAGES_PER_RUN = 1
-LEAD_PAGES_ONCE = 8 + 2
+LEAD_PAGES_ONCE = 6 + 2
 LEAD_LIST = "GET /leads"
 
 
