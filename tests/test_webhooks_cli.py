@@ -7,9 +7,8 @@ import subprocess
 import time
 from pathlib import Path
 
-import duckdb
 import psutil
-from webhook_receiver import LEADRAT, Receiver, a_lead, lead_event, sign
+from webhook_receiver import LEADRAT, Receiver, a_lead, lead_event, read_duckdb, sign
 
 SECRET = "whsec_cli_secret"
 
@@ -59,5 +58,4 @@ def test_a_dead_flusher_turns_healthz_503_while_acks_go_on(tmp_path: Path) -> No
         assert receiver.terminate() == 1  # the event is still journaled
     with Receiver(tmp_path / "r", SECRET, env) as restarted:
         restarted.wait_flushed()
-    with duckdb.connect(str(path), read_only=True) as connection:
-        assert connection.sql("select id from leadrat.lead_events").fetchall() == [("evt_cli_1",)]
+    assert read_duckdb(path, "select id from leadrat.lead_events") == [("evt_cli_1",)]

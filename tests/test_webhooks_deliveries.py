@@ -14,10 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import httpx
 import pytest
-from webhook_receiver import Receiver, a_lead, lead_event, sign
+from webhook_receiver import Receiver, a_lead, lead_event, newest_states, read_duckdb, sign
 
 OLD, NEW = "whsec_old_secret", "whsec_new_secret"
 
@@ -36,15 +35,7 @@ def receiver(workdir: Path) -> Iterator[Receiver]:
 
 
 def query(receiver: Receiver, sql: str) -> list[tuple[Any, ...]]:
-    """Rows from the warehouse; retried while a flush holds the DuckDB file."""
-    for _ in range(100):
-        try:
-            with duckdb.connect(str(receiver.workdir / "warehouse.duckdb"),
-                                read_only=True) as connection:
-                return connection.sql(sql).fetchall()
-        except (duckdb.IOException, duckdb.CatalogException):
-            time.sleep(0.1)
-    raise AssertionError("warehouse stayed locked")
+    return read_duckdb(receiver.workdir / "warehouse.duckdb", sql)
 
 
 def lead_id() -> str:
@@ -238,14 +229,7 @@ def test_thousand_concurrent_deliveries_all_land_once(receiver: Receiver) -> Non
     assert query(receiver, "select count(*), count(distinct id) from leadrat.lead_events "
                  f"where id like 'evt_{prefix}_%'") == [(1000, 1000)]
     # each lead holds its newest event: updated_at, then the larger event id
-    expected: dict[str, tuple[str, str, int]] = {}
-    for body in bodies:
-        event = json.loads(body)
-        lead = event["data"]["lead"]
-        candidate = (lead["updated_at"], event["id"], lead["score"])
-        expected[lead["id"]] = max(expected.get(lead["id"], candidate), candidate)
     rows = query(receiver, "select id, _leadrat_event_id, score from leadrat.leads "
                  f"where id like 'lead_{prefix}_%'")
     assert len(rows) == 250
-    assert {row[0]: (row[1], row[2]) for row in rows} == {
-        lead: (event_id, score) for lead, (_, event_id, score) in expected.items()}
+    assert {row[0]: (row[1], row[2]) for row in rows} == newest_states(bodies)

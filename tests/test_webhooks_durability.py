@@ -11,10 +11,9 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
-import duckdb
-from webhook_receiver import Receiver, a_lead, lead_event, sign
+from webhook_receiver import Receiver, a_lead, lead_event, newest_states, sign
+from webhook_receiver import read_duckdb as query
 
 SECRET = "whsec_durability"
 NEVER = 3_600.0  # a flush interval no test waits for: events stay in the journal
@@ -24,16 +23,6 @@ def warehouse_env(path: Path) -> dict[str, str]:
     return {"DESTINATION__DUCKDB__CREDENTIALS": str(path)}
 
 
-def query(path: Path, sql: str) -> list[tuple[Any, ...]]:
-    for _ in range(100):
-        try:
-            with duckdb.connect(str(path), read_only=True) as connection:
-                return connection.sql(sql).fetchall()
-        except duckdb.IOException:
-            time.sleep(0.1)
-    raise AssertionError("warehouse stayed locked")
-
-
 def events(count: int, leads: int) -> list[bytes]:
     prefix = uuid.uuid4().hex[:8]
     return [lead_event(a_lead(f"lead_{prefix}_{n % leads}", f"2026-05-01T00:{n // 60 % 60:02d}:"
@@ -41,26 +30,14 @@ def events(count: int, leads: int) -> list[bytes]:
             for n in range(count)]
 
 
-def expected_scores(bodies: list[bytes]) -> dict[str, float]:
-    """Each lead's newest state: the one with the latest updated_at (then event id)."""
-    import json
-
-    newest: dict[str, tuple[str, str, float]] = {}
-    for body in bodies:
-        event = json.loads(body)
-        lead = event["data"]["lead"]
-        candidate = (lead["updated_at"], event["id"], float(lead["score"]))
-        newest[lead["id"]] = max(newest.get(lead["id"], candidate), candidate)
-    return {lead_id: score for lead_id, (_, _, score) in newest.items()}
-
-
 def assert_landed_once(path: Path, bodies: list[bytes]) -> None:
     prefix = bodies[0].split(b'"id": "evt_')[1][:8].decode()
     assert query(path, "select count(*), count(distinct id) from leadrat.lead_events "
                  f"where id like 'evt_{prefix}_%'") == [(len(bodies), len(bodies))]
-    rows = query(path, f"select id, score from leadrat.leads where id like 'lead_{prefix}_%'")
+    rows = query(path, "select id, _leadrat_event_id, score from leadrat.leads "
+                 f"where id like 'lead_{prefix}_%'")
     assert len(rows) == len({row[0] for row in rows}), "a lead stored twice"
-    assert dict(rows) == expected_scores(bodies)
+    assert {row[0]: (row[1], row[2]) for row in rows} == newest_states(bodies)
 
 
 def deliver_all(receiver: Receiver, bodies: list[bytes]) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+import duckdb
 import httpx
 
 #: `leadrat` as the console script runs it, with this interpreter (and PYTHONPATH)
@@ -47,6 +48,29 @@ def a_lead(lead_id: str, updated_at: str, **fields: Any) -> dict[str, Any]:
     }
     lead.update(fields)
     return lead
+
+
+def read_duckdb(path: Path, sql: str) -> list[tuple[Any, ...]]:
+    """Rows from a DuckDB warehouse; retried while a flush holds the file."""
+    for _ in range(100):
+        try:
+            with duckdb.connect(str(path), read_only=True) as connection:
+                return connection.sql(sql).fetchall()
+        except (duckdb.IOException, duckdb.CatalogException):
+            time.sleep(0.1)
+    raise AssertionError(f"{path} stayed locked or without its tables")
+
+
+def newest_states(bodies: list[bytes]) -> dict[str, tuple[str, float]]:
+    """Each lead's (event id, score) of its newest event: latest updated_at, then the
+    larger event id, as the contract's order says."""
+    newest: dict[str, tuple[str, str, float]] = {}
+    for body in bodies:
+        event = json.loads(body)
+        lead = event["data"]["lead"]
+        candidate = (lead["updated_at"], event["id"], float(lead["score"]))
+        newest[lead["id"]] = max(newest.get(lead["id"], candidate), candidate)
+    return {lead_id: (event_id, score) for lead_id, (_, event_id, score) in newest.items()}
 
 
 class Receiver:
