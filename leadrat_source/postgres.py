@@ -11,6 +11,8 @@ Everything else (SQL, merge, COPY and ADBC loading) is dlt's own code.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg2
@@ -42,26 +44,35 @@ class LibpqPostgresConfiguration(PostgresClientConfiguration):
     credentials: LibpqPostgresCredentials = None  # type: ignore[assignment]
 
 
+def credentials_variable(destination_name: str | None) -> str:
+    """The environment variable that holds a PostgreSQL profile's credentials."""
+    return f"DESTINATION__{(destination_name or 'postgres').upper()}__CREDENTIALS"
+
+
+@contextmanager
+def explained_login_errors(credentials: PostgresCredentials, variable: str) -> Iterator[None]:
+    """Turn libpq's refusal of the login into one line saying where the password goes."""
+    try:
+        yield
+    except psycopg2.OperationalError as error:
+        if not any(reason in str(error) for reason in _LOGIN_REFUSED):
+            raise
+        given = "no password" if "no password supplied" in str(error) else "a wrong password"
+        raise ConfigurationError(
+            f"PostgreSQL at {credentials.host}:{credentials.port} refused user "
+            f"{credentials.username!r} ({given}): put the password in {variable} "
+            "(postgresql://user:password@host:port/database), or in ~/.pgpass or PGPASSWORD"
+        ) from None
+
+
 class LoginCheckingSqlClient(Psycopg2SqlClient):
     """dlt's psycopg2 client that explains a refused login in one line."""
 
-    #: where the user sets the credentials of this destination (no secret in it)
-    credentials_variable = "DESTINATION__POSTGRES__CREDENTIALS"
+    credentials_variable = credentials_variable(None)
 
     def open_connection(self) -> Any:
-        try:
+        with explained_login_errors(self.credentials, self.credentials_variable):
             return super().open_connection()
-        except psycopg2.OperationalError as error:
-            if not any(reason in str(error) for reason in _LOGIN_REFUSED):
-                raise
-            credentials = self.credentials
-            given = "a wrong password" if "failed" in str(error) else "no password"
-            raise ConfigurationError(
-                f"PostgreSQL at {credentials.host}:{credentials.port} refused user "
-                f"{credentials.username!r} ({given}): put the password in "
-                f"{self.credentials_variable} (postgresql://user:password@host:port/database), "
-                "or in ~/.pgpass or PGPASSWORD"
-            ) from None
 
 
 class LibpqPostgresClient(PostgresClient):
@@ -71,9 +82,7 @@ class LibpqPostgresClient(PostgresClient):
             self.sql_client.dataset_name, self.sql_client.staging_dataset_name,
             config.credentials, capabilities,
         )
-        sql_client.credentials_variable = (
-            f"DESTINATION__{(config.destination_name or 'postgres').upper()}__CREDENTIALS"
-        )
+        sql_client.credentials_variable = credentials_variable(config.destination_name)
         self.sql_client = sql_client
 
 

@@ -52,9 +52,13 @@ def dataset_write_turn(pipeline: Pipeline) -> Iterator[None]:
         return
     import psycopg2  # dlt's PostgreSQL driver
 
+    from leadrat_source.postgres import credentials_variable, explained_login_errors
+
     credentials = destination.configuration(destination.spec(), accept_partial=True).credentials
     assert credentials is not None  # the load itself resolves them first, with a clear error
-    connection = psycopg2.connect(credentials.to_native_representation())
+    variable = credentials_variable(destination.destination_name)
+    with explained_login_errors(credentials, variable):  # type: ignore[arg-type]
+        connection = psycopg2.connect(credentials.to_native_representation())
     try:
         connection.autocommit = True
         with connection.cursor() as cursor:
