@@ -8,9 +8,17 @@ import itertools
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from warehouse import Warehouse, assert_equal_to_sandbox
 
 from leadrat_source.lead_tables import parse_timestamp
+
+
+def history_rereading_everything(monkeypatch: pytest.MonkeyPatch) -> None:
+    """History mode, with a lookback longer than the data's history: every load re-reads
+    every lead, so unchanged leads meet leads with new custom keys in their batches."""
+    monkeypatch.setenv("SOURCES__LEADRAT__HISTORY", "true")
+    monkeypatch.setenv("SOURCES__LEADRAT__LOOKBACK_SECONDS", str(3 * 365 * 86_400))
 
 
 def lead_state(lead: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from emulators import bqemulator, check_history, load_churn_load, missing, profiles_file
+from history import history_rereading_everything
 
 # dlt falls back to the REST API, which is all the emulator serves
 pytestmark = pytest.mark.filterwarnings("ignore:Cannot create BigQuery Storage client")
@@ -57,9 +58,7 @@ def test_history_mode_keeps_one_version_per_change(
     make_sandbox: Callable[..., Any], bigquery_warehouse: Callable[..., Any],
     make_client: Callable[..., Any], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("SOURCES__LEADRAT__HISTORY", "true")
-    # every load re-reads every lead: unchanged ones must get no new version
-    monkeypatch.setenv("SOURCES__LEADRAT__LOOKBACK_SECONDS", str(3 * 365 * 86_400))
+    history_rereading_everything(monkeypatch)
     # two loads: after a second round of new columns the emulator's load jobs still see the
     # table's old column list (its ALTER TABLE does not update the table metadata), so a
     # third load fails there, in history mode or not; real BigQuery has no such gap

@@ -6,16 +6,18 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from history import assert_one_version_per_change, load_with_churn
+from history import (
+    assert_one_version_per_change,
+    history_rereading_everything,
+    load_with_churn,
+)
 
 
 def test_unchanged_leads_reread_beside_new_custom_keys_get_no_new_version(
     make_sandbox: Callable[..., Any], make_warehouse: Callable[..., Any],
     make_client: Callable[..., Any], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("SOURCES__LEADRAT__HISTORY", "true")
-    # a lookback longer than the data's history: every load re-reads every lead
-    monkeypatch.setenv("SOURCES__LEADRAT__LOOKBACK_SECONDS", str(3 * 365 * 86_400))
+    history_rereading_everything(monkeypatch)
     monkeypatch.setenv("SOURCES__LEADRAT__LEADS_PER_BATCH", "150")
     warehouse = make_warehouse(make_sandbox(leads=400, seed=43, rate_limit=0))
     states = load_with_churn(warehouse, make_client)

@@ -8,7 +8,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from conftest import sqlalchemy_engine
-from history import assert_one_version_per_change, load_with_churn
+from history import (
+    assert_one_version_per_change,
+    history_rereading_everything,
+    load_with_churn,
+)
 from warehouse import assert_equal_to_sandbox
 
 pytestmark = pytest.mark.postgres
@@ -63,8 +67,7 @@ def test_history_mode_in_postgres_keeps_one_version_per_change(
     postgres_warehouse: Callable[..., Any], make_client: Callable[..., Any],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("SOURCES__LEADRAT__HISTORY", "true")
-    monkeypatch.setenv("SOURCES__LEADRAT__LOOKBACK_SECONDS", str(3 * 365 * 86_400))
+    history_rereading_everything(monkeypatch)
     warehouse = postgres_warehouse(leads=200, seed=41)
     assert_one_version_per_change(warehouse, load_with_churn(warehouse, make_client))
 

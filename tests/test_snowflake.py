@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from emulators import check_history, load_churn_load, missing, profiles_file
+from history import history_rereading_everything
 
 
 @pytest.fixture
@@ -49,7 +50,5 @@ def test_history_mode_keeps_one_version_per_change(
     make_sandbox: Callable[..., Any], snowflake_warehouse: Callable[..., Any],
     make_client: Callable[..., Any], monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("SOURCES__LEADRAT__HISTORY", "true")
-    # every load re-reads every lead: unchanged ones must get no new version
-    monkeypatch.setenv("SOURCES__LEADRAT__LOOKBACK_SECONDS", str(3 * 365 * 86_400))
+    history_rereading_everything(monkeypatch)
     check_history(snowflake_warehouse(make_sandbox(leads=100, seed=41, rate_limit=0)), make_client)
