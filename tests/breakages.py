@@ -92,8 +92,8 @@ BREAKAGES = (
     Breakage(
         "pacer-twice-as-slow",
         "leadrat_source/pacing.py",
-        "delay = self._delay()",
-        "delay = 2 * self._delay()",
+        "available = self._remaining - self._in_flight",
+        "available = self._remaining // 2 - self._in_flight",  # half of each window used
         ("tests/test_pacing.py",
          "tests/test_load_duckdb.py::test_a_load_at_the_plan_limit_uses_the_budget_without_429s"),
     ),

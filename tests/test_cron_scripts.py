@@ -109,14 +109,26 @@ def test_crontab_job_loads_then_syncs_scores_and_skips_while_a_run_holds_the_loc
     secrets.write_text(f"SOURCES__LEADRAT__API_KEY={server.read_write_key}\n"
                        f"SOURCES__LEADRAT__BASE_URL={server.base_url}\n"
                        f"DESTINATION__DUCKDB__CREDENTIALS={warehouse}\n")
+    job = crontab_job(sys.executable)
+    env = cron_env(home)  # secrets only from the env file, as under cron
+
+    # a fresh warehouse: the first job creates the dataset; no scores to push yet
+    fresh = run(["sh", "-c", job], home, env)
+    assert len(lead_ids(warehouse)) == 300, (state / "load.log").read_text()
+    assert "leads=300" in (state / "load.out").read_text()
+    # ... and the reverse sync says what is missing (exit 2), nothing else
+    assert fresh.returncode == 2
+    [error, _finished] = [entry for entry in json_lines((state / "reverse-sync.log").read_text())
+                          if entry["level"] == "error"]
+    assert "'lead_scores' does not exist" in error["message"]
+
     scored = sorted(lead["id"] for lead in server.export_leads() if not lead["deleted_at"])[:3]
     with duckdb.connect(str(warehouse)) as connection:
-        connection.execute("create schema leadrat")
         connection.execute("create table leadrat.lead_scores (lead_id varchar, score integer)")
         connection.executemany("insert into leadrat.lead_scores values (?, 77)",
                                [(lead_id,) for lead_id in scored])
-    job = crontab_job(sys.executable)
-    env = cron_env(home)  # secrets only from the env file, as under cron
+    for name in ("load.log", "load.out", "reverse-sync.log", "reverse-sync.out"):
+        (state / name).unlink(missing_ok=True)
 
     done = run(["sh", "-c", job], home, env)
 
@@ -124,7 +136,6 @@ def test_crontab_job_loads_then_syncs_scores_and_skips_while_a_run_holds_the_loc
             ("load.log", "load.out", "reverse-sync.log", "reverse-sync.out")}
     assert done.returncode == 0, logs
     assert len(lead_ids(warehouse)) == 300
-    assert "leads=300" in logs["load.out"]
     for name in ("load.log", "reverse-sync.log"):
         entries = json_lines(logs[name])  # every line is one JSON object
         assert all(entry["level"] != "error" for entry in entries), entries
