@@ -56,10 +56,11 @@ def _load_while_drifting(warehouse: Warehouse) -> tuple[dict[str, Any], dict[str
 
 def _assert_every_lead_of_the_run_start_is_stored(
     warehouse: Warehouse, before: dict[str, Any], after: dict[str, Any]
-) -> int:
+) -> str:
     """Every lead that existed when the run started is stored at that version or a later
-    one, and the run's load holds one row per lead. Returns how many leads the run could
-    only get at a version newer than its start: those moved before their slice read them."""
+    one, and the run's load holds one row per lead. Says how many leads moved during the
+    run, and how many of them the run could only get at a version newer than its start:
+    those that moved before their slice read them."""
     moved = {lead_id for lead_id, lead in before.items()
              if after[lead_id]["updated_at"] != lead["updated_at"]}
     assert moved, "the drift moved no lead; the test proves nothing"
@@ -74,7 +75,8 @@ def _assert_every_lead_of_the_run_start_is_stored(
     loaded = _ids_in_last_load(warehouse)
     assert len(loaded) == len(set(loaded)), "the load holds two versions of a lead"
     assert caught_up, "no lead moved before its slice read it; the test proves nothing"
-    return len(caught_up)
+    return (f"{len(moved)} leads moved during the run, {len(caught_up)} before their slice "
+            f"read them; {len(stored)} stored of {len(before)}")
 
 
 @pytest.mark.parametrize("cursor", [True, False], ids=["cursor", "page-only"])
@@ -86,16 +88,15 @@ def test_leads_edited_during_a_run_are_stored_when_it_ends(
 
     # a first load: the whole account, with leads moving ahead of the slices
     before, after = _load_while_drifting(warehouse)
-    first_caught_up = _assert_every_lead_of_the_run_start_is_stored(warehouse, before, after)
-    first = f"first load of {len(before)} leads: {first_caught_up} moved before their slice"
+    first = _assert_every_lead_of_the_run_start_is_stored(warehouse, before, after)
 
     # an incremental load of many changes, with leads of its window moving ahead of it
     server.churn(LEADS)
     before, after = _load_while_drifting(warehouse)
-    second_caught_up = _assert_every_lead_of_the_run_start_is_stored(warehouse, before, after)
+    second = _assert_every_lead_of_the_run_start_is_stored(warehouse, before, after)
 
     # the cursor left no gap: a quiet run makes the warehouse exact
     warehouse.load()
     assert_equal_to_sandbox(warehouse)
-    print(f"\n{'cursor' if cursor else 'page-only'}: {first} read them; incremental run: "
-          f"{second_caught_up} (drift rate {DRIFT_RATE})")
+    print(f"\n{'cursor' if cursor else 'page-only'}, drift rate {DRIFT_RATE}: first load: "
+          f"{first}; incremental load: {second}")
