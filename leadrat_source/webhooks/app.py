@@ -21,12 +21,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
+import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from leadrat_source.contract import SIGNATURE_HEADER
 from leadrat_source.webhooks.events import InvalidEvent, LeadEvent
@@ -43,36 +45,69 @@ class BodyTooLarge(Exception):
     pass
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+ACCEPTED = b'{"received":true,"duplicate":false}'
+DUPLICATE = b'{"received":true,"duplicate":true}'
+
+
+async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     """The raw body, refused as soon as it passes `limit` bytes (never read whole)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge
+    for name, value in scope["headers"]:
+        if name == b"content-length" and value.isdigit() and int(value) > limit:
+            raise BodyTooLarge
     chunks = []
     size = 0
-    async for chunk in request.stream():
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise BodyTooLarge  # nothing to answer; the same path as a refused body
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise BodyTooLarge
         chunks.append(chunk)
+        more = message.get("more_body", False)
     return b"".join(chunks)
+
+
+async def _answer(send: Send, status: int, body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+class AsgiEndpoint:
+    """The hot path as a plain ASGI endpoint of its Starlette route (an object, not a
+    function, so Starlette does not wrap it): no Request and Response objects per delivery.
+    `handler` returns the status and the JSON body."""
+
+    def __init__(self, handler: Callable[[Scope, Receive], Awaitable[tuple[int, bytes]]]):
+        self._handler = handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await _answer(send, *await self._handler(scope, receive))
 
 
 def create_app(verifier: SignatureVerifier, committer: GroupCommitter, journal: Journal,
                metrics: Metrics, max_body_bytes: int,
                flusher_alive: Callable[[], bool]) -> Starlette:
-    def reject(status: int, reason: str, event_id: str | None = None) -> Response:
+    signature_header = SIGNATURE_HEADER.lower().encode()
+
+    def reject(status: int, reason: str, event_id: str | None = None) -> tuple[int, bytes]:
         metrics.reject(reason)
         log.info("rejected %s: %s (%d)", event_id or "a delivery", reason, status)
-        return JSONResponse({"error": reason}, status_code=status)
+        return status, orjson.dumps({"error": reason})
 
-    async def receive(request: Request) -> Response:
+    async def accept(scope: Scope, receive: Receive) -> tuple[int, bytes]:
         try:
-            body = await _read_body(request, max_body_bytes)
+            body = await _read_body(scope, receive, max_body_bytes)
         except BodyTooLarge:
             return reject(413, "body over 1 MiB")
+        header = next((value.decode("latin-1") for name, value in scope["headers"]
+                       if name == signature_header), None)
         try:
-            verifier.verify(request.headers.get(SIGNATURE_HEADER), body, time.time())
+            verifier.verify(header, body, time.time())
         except SignatureRejected as rejection:
             return reject(rejection.status, rejection.reason)
         try:
@@ -88,7 +123,7 @@ def create_app(verifier: SignatureVerifier, committer: GroupCommitter, journal: 
             return reject(503, "journal unavailable", event.id)
         metrics.count("received" if stored else "duplicates")
         log.debug("%s %s %s", "accepted" if stored else "duplicate", event.id, event.type)
-        return JSONResponse({"received": True, "duplicate": not stored})
+        return 200, ACCEPTED if stored else DUPLICATE
 
     async def healthz(request: Request) -> Response:
         """503 once the flusher process is gone: events would only pile up in the journal,
@@ -104,7 +139,7 @@ def create_app(verifier: SignatureVerifier, committer: GroupCommitter, journal: 
                                  media_type="text/plain; version=0.0.4")
 
     return Starlette(routes=[
-        Route(WEBHOOK_PATH, receive, methods=["POST"]),
+        Route(WEBHOOK_PATH, AsgiEndpoint(accept), methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics_text, methods=["GET"]),
     ])
