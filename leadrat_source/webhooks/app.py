@@ -45,6 +45,10 @@ class BodyTooLarge(Exception):
     pass
 
 
+class ClientGone(Exception):
+    """The sender disconnected before its body was complete (nothing is stored)."""
+
+
 ACCEPTED = b'{"received":true,"duplicate":false}'
 DUPLICATE = b'{"received":true,"duplicate":true}'
 
@@ -60,7 +64,7 @@ async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     while more:
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise BodyTooLarge  # nothing to answer; the same path as a refused body
+            raise ClientGone
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
@@ -104,6 +108,8 @@ def create_app(verifier: SignatureVerifier, committer: GroupCommitter, journal: 
             body = await _read_body(scope, receive, max_body_bytes)
         except BodyTooLarge:
             return reject(413, "body over 1 MiB")
+        except ClientGone:
+            return 400, b'{"error":"incomplete body"}'  # nobody is there to read it
         header = next((value.decode("latin-1") for name, value in scope["headers"]
                        if name == signature_header), None)
         try:
