@@ -180,21 +180,29 @@ def _root_cause(error: BaseException) -> BaseException:
 
 
 def _is_configuration_problem(error: BaseException) -> bool:
+    """A setting dlt cannot resolve, or a destination whose extra is not installed."""
     from dlt.common.configuration.exceptions import ConfigurationException
+    from dlt.common.exceptions import MissingDependencyException
 
-    return isinstance(error, ConfigurationException)
+    return isinstance(error, (ConfigurationException, MissingDependencyException))
 
 
 def _describe(error: BaseException) -> str:
     from dlt.common.configuration.exceptions import ConfigFieldMissingException
+    from dlt.common.exceptions import MissingDependencyException
 
-    from leadrat_source.config_errors import describe_missing_configuration
+    from leadrat_source.config_errors import (
+        describe_missing_configuration,
+        describe_missing_dependency,
+    )
 
     cause = _root_cause(error)
     if isinstance(cause, LeadRatError):
         return str(cause)
     if isinstance(cause, ConfigFieldMissingException):
         return describe_missing_configuration(cause)
+    if isinstance(cause, MissingDependencyException):
+        return describe_missing_dependency(cause)
     return f"{type(cause).__name__}: {cause}"
 
 

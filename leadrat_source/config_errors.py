@@ -1,4 +1,4 @@
-"""dlt's configuration errors, said in a few words a user can act on.
+"""dlt's configuration errors and missing extras, said in a few words a user can act on.
 
 dlt explains a missing setting by listing every (provider, key) pair it tried: about 40
 lines for one PostgreSQL URL. The CLI shows the short form below and keeps dlt's full
@@ -12,6 +12,7 @@ from dlt.common.configuration.exceptions import (
     LookupTrace,
     LookupTraces,
 )
+from dlt.common.exceptions import MissingDependencyException
 
 #: What a credentials value looks like, per dlt destination type.
 EXAMPLE_CREDENTIALS = {
@@ -27,8 +28,10 @@ def describe_missing_configuration(error: ConfigFieldMissingException) -> str:
     """One or two lines: which setting is missing and how to set it, with an example."""
     profile = getattr(error.config, "destination_name", None)
     if profile and "credentials" in error.fields:
-        missing = [field for trace in error.traces["credentials"]
-                   if isinstance(trace, LookupTraces) for field in trace.traces]
+        missing = list(dict.fromkeys(  # a union of credential types repeats fields
+            field for trace in error.traces["credentials"]
+            if isinstance(trace, LookupTraces) for field in trace.traces
+        ))
         return _missing_destination_credentials(
             profile, getattr(error.config, "destination_type", "") or "", missing
         )
@@ -59,4 +62,21 @@ def _missing_destination_credentials(
         f"{lacking}: {how}; "
         f"or put them under [destination.{profile}.credentials] in .dlt/secrets.toml "
         "(--verbose shows every place dlt looked)"
+    )
+
+
+#: Extras of leadrat-source that bring a dlt destination's packages (pyproject.toml).
+PACKAGE_EXTRAS = ("bigquery", "snowflake")
+
+
+def describe_missing_dependency(error: MissingDependencyException) -> str:
+    """Which extra of this package to install, rather than dlt's own package names."""
+    wanted = [
+        f"leadrat-source[{extra}]" if (extra := dependency.removeprefix("dlt[").rstrip("]"))
+        in PACKAGE_EXTRAS else dependency
+        for dependency in error.dependencies
+    ]
+    return (
+        f"{error.caller} needs packages that are not installed: "
+        + "; ".join(f"pip install '{package}'" for package in wanted)
     )

@@ -1,7 +1,9 @@
 """Named destination profiles from `destinations.toml`, turned into dlt destinations.
 
-The file holds only non-secret settings; credentials resolve through dlt's config by
-profile name (`DESTINATION__<NAME>__CREDENTIALS`, `.dlt/secrets.toml`).
+The built-in profiles ship inside the package (`leadrat_source/destinations.toml`), so an
+installed wheel knows them; a user's own `destinations.toml` adds profiles or replaces
+built-in ones by name. The files hold only non-secret settings; credentials resolve through
+dlt's config by profile name (`DESTINATION__<NAME>__CREDENTIALS`, `.dlt/secrets.toml`).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import os
 import tomllib
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +52,8 @@ class DestinationProfile:
 
 
 def profiles_file() -> Path | None:
-    """Where profiles are read from: $LEADRAT_DESTINATIONS_FILE, the working directory,
-    $DLT_PROJECT_DIR, then the project checkout this package is installed from."""
+    """The user's profiles file, if any: $LEADRAT_DESTINATIONS_FILE, else
+    `destinations.toml` in the working directory, else in $DLT_PROJECT_DIR."""
     if explicit := os.environ.get(PROFILES_FILE_ENV):
         path = Path(explicit)
         if not path.is_file():
@@ -61,17 +64,24 @@ def profiles_file() -> Path | None:
     candidates = [Path.cwd() / PROFILES_FILE]
     if project_dir := os.environ.get("DLT_PROJECT_DIR"):
         candidates.append(Path(project_dir) / PROFILES_FILE)
-    candidates.append(Path(__file__).resolve().parents[1] / PROFILES_FILE)
     return next((path for path in candidates if path.is_file()), None)
 
 
 def load_profiles(path: Path | None = None) -> dict[str, DestinationProfile]:
-    """All profiles; only the embedded DuckDB one when there is no profiles file."""
+    """The built-in profiles, updated with those of the user's file (`path`, else the one
+    `profiles_file` finds): a user's profile replaces the built-in one of its name."""
+    builtin = resources.files("leadrat_source").joinpath(PROFILES_FILE)
+    profiles = _parse_profiles(builtin.read_text(), f"the built-in {PROFILES_FILE}")
     path = path or profiles_file()
-    if path is None:
-        return {DEFAULT_PROFILE: DestinationProfile(DEFAULT_PROFILE, "duckdb", "parquet")}
+    if path is not None:
+        profiles.update(_parse_profiles(path.read_text(), str(path)))
+    return profiles
+
+
+def _parse_profiles(text: str, path: str) -> dict[str, DestinationProfile]:
+    """The profiles of one file's text; `path` names it in errors."""
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigurationError(f"{path} is not valid TOML: {error}") from None
     profiles = {}

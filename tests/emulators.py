@@ -14,7 +14,7 @@ behind the Snowflake connector, patched in-process). Their gaps, and the glue fo
 - Neither answers dlt's Arrow reads (bqemulator returns no rows, fakesnow has no
   fetch_arrow_all): the tests read rows back through DB-API (`Warehouse.read_with_arrow`).
 
-`profiles_file` writes a copy of destinations.toml whose profile points at one of these
+`profiles_file` writes a copy of the built-in destinations.toml whose profile points at one of these
 factories, so tests still go through `run_load(LoadRequest(destination="bigquery"))`.
 """
 
@@ -62,7 +62,7 @@ def free_port() -> int:
 
 def profiles_file(directory: Path, name: str, **overrides: str) -> Path:
     """A destinations.toml holding only profile `name`, its keys replaced by `overrides`."""
-    profile = tomllib.loads((REPO / "destinations.toml").read_text())[name] | overrides
+    profile = tomllib.loads((REPO / "leadrat_source" / "destinations.toml").read_text())[name] | overrides
     lines = [f"[{name}]"] + [f"{key} = {_toml_value(value)}" for key, value in profile.items()]
     path = directory / "destinations.toml"
     path.write_text("\n".join(lines) + "\n")
