@@ -30,6 +30,7 @@ $(BQEMULATOR_STAMP):
 
 install: $(STAMP)
 
+# into leadrat_demo.duckdb, never the leadrat_warehouse.duckdb of a real `leadrat load`
 demo: $(STAMP)
 	$(BIN)/python pipelines/demo.py
 
@@ -48,7 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_load.py
 
 clean:
-	rm -rf $(VENV) $(BQEMULATOR_VENV) .pytest_cache leadrat_warehouse.duckdb
+	rm -rf $(VENV) $(BQEMULATOR_VENV) .pytest_cache leadrat_warehouse.duckdb leadrat_demo.duckdb
 
 # Airflow 3 in its own venv (its pins differ from ours); tests/test_airflow_dag.py runs
 # the DAG in pipelines/ with .venv-airflow/bin/airflow. Built once, rebuilt when

@@ -1,5 +1,5 @@
 """`make demo` (`pipelines/demo.py`) as a newcomer runs it: the warehouse it leaves holds
-exactly the demo sandbox's leads."""
+exactly the demo sandbox's leads, in a file of its own, and its closing hint runs."""
 
 from __future__ import annotations
 
@@ -13,16 +13,21 @@ from leadrat_process import clean_env
 from leadrat_source.sandbox import Sandbox, SandboxConfig
 
 REPO = Path(__file__).resolve().parents[1]
+HINT_TITLE = "query it yourself (docs/tables.md describes every table):"
 
 
-def test_make_demo_loads_the_sandbox_and_its_changes(tmp_path: Path) -> None:
+def test_make_demo_loads_the_sandbox_and_its_changes_into_its_own_file(tmp_path: Path) -> None:
+    real_warehouse = tmp_path / "leadrat_warehouse.duckdb"
+    real_warehouse.write_bytes(b"a real load's warehouse")
+    env = clean_env({"DLT_DATA_DIR": str(tmp_path / "dlt")})
     result = subprocess.run(
-        [sys.executable, str(REPO / "pipelines" / "demo.py")], env=clean_env({}), cwd=tmp_path,
-        capture_output=True, text=True, timeout=300, check=False,
+        [sys.executable, str(REPO / "pipelines" / "demo.py")], env=env, cwd=tmp_path,
+        capture_output=True, text=True, timeout=600, check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "incremental load:" in result.stdout
-    with duckdb.connect(str(tmp_path / "leadrat_warehouse.duckdb"), read_only=True) as warehouse:
+    assert real_warehouse.read_bytes() == b"a real load's warehouse"
+    with duckdb.connect(str(tmp_path / "leadrat_demo.duckdb"), read_only=True) as warehouse:
         stored = set(warehouse.sql(
             "select id, status, score, stage_id, email, deleted_at is not null "
             "from leadrat.leads").fetchall())
@@ -35,3 +40,14 @@ def test_make_demo_loads_the_sandbox_and_its_changes(tmp_path: Path) -> None:
         expected_tags = {(lead["id"], tag) for lead in sandbox.export_leads() for tag in lead["tags"]}
     assert stored == expected
     assert tags == expected_tags
+
+    lines = result.stdout.splitlines()
+    hint = lines[lines.index(HINT_TITLE) + 1]
+    # pasted into a shell, from another directory, whose PATH has no duckdb CLI
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    pasted = subprocess.run(["sh", "-c", hint.strip()], cwd=elsewhere,
+                            env={**env, "PATH": "/usr/bin:/bin"}, capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert pasted.returncode == 0, pasted.stderr
+    assert pasted.stdout.count("lead_") >= 5  # five leads' ids in DuckDB's table
