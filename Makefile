@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install lint clean bench breakages
+.PHONY: demo test install lint clean bench docs breakages
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_load.py
+
+# docs/tables.md from the schema of a sandbox load (tests/test_table_docs.py checks it)
+docs: $(STAMP)
+	$(BIN)/python -m leadrat_source.tables_page
 
 clean:
 	rm -rf $(VENV) $(BQEMULATOR_VENV) .pytest_cache leadrat_warehouse.duckdb leadrat_demo.duckdb

@@ -52,6 +52,7 @@ from leadrat_source.lead_tables import (
     lead_tags_table,
     parse_timestamp,
 )
+from leadrat_source.table_docs import document
 
 DeleteMode = Literal["soft", "hard"]
 T = TypeVar("T")
@@ -144,13 +145,14 @@ def leadrat_source(
         primary_key=(),
         allow_external_schedulers=external_scheduler,
     )
-    return (
+    resources = (
         leads_resource(
             api, notes, delete_mode, history, workers, leads_per_batch, max_leads_per_run
         )(updated_at),  # type: ignore[arg-type]
         pipelines_resource(api, notes),
         analytics_resource(api, notes, _snapshot_date(snapshot_date)),
     )
+    return [document(resource) for resource in resources]  # descriptions and references
 
 
 def leads_resource(
