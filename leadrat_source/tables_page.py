@@ -22,7 +22,8 @@ from dlt.helpers.mermaid import schema_to_mermaid
 
 from leadrat_source.table_docs import DLT_COLUMNS, EXAMPLE_QUERIES, TABLES, TRAPS
 
-DEFAULT_OUTPUT = Path(__file__).resolve().parents[1] / "docs" / "tables.md"
+#: Relative to the working directory: `make docs` runs in the checkout.
+DEFAULT_OUTPUT = Path("docs") / "tables.md"
 
 HEADER = """\
 # The warehouse tables
