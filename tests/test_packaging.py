@@ -102,14 +102,14 @@ def test_wheel_carries_license_and_profiles_without_deprecation_warnings(
 
 def test_installed_wheel_loads_into_postgres_from_another_directory(
     venv_bin: Path, make_sandbox: Callable[..., Sandbox], postgres_url: str,
-    dlt_postgres_credentials: str, postgres_schema: str, tmp_path: Path,
+    postgres_schema: str, tmp_path: Path,
 ) -> None:
     version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
     shown = run_installed(venv_bin, "--version", env={}, cwd=tmp_path)
     assert shown.stdout.strip() == f"leadrat {version}", shown.stderr
 
     server = make_sandbox(leads=400, seed=9, plan="pro", rate_limit=0)
-    env = cli_env(tmp_path, server, DESTINATION__POSTGRES__CREDENTIALS=dlt_postgres_credentials)
+    env = cli_env(tmp_path, server, DESTINATION__POSTGRES__CREDENTIALS=postgres_url)
     load = run_installed(venv_bin, "load", "--destination", "postgres", "--dataset",
                          postgres_schema, env=env, cwd=tmp_path)
     assert load.returncode == 0, load.stderr[-3000:]

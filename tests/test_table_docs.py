@@ -113,7 +113,7 @@ def datasets(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
         yield "duckdb", "leadrat", "leadrat_history"
         return
     monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS",
-                       request.getfixturevalue("dlt_postgres_credentials"))
+                       request.getfixturevalue("postgres_url"))
     schema = request.getfixturevalue("postgres_schema")
     history = f"{schema}_history"
     yield "postgres", schema, history
