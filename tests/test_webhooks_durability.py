@@ -122,9 +122,12 @@ def test_acks_go_on_while_another_process_holds_the_duckdb_file(tmp_path: Path) 
              "print('locked', flush=True); sys.stdin.read()")],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-        started = time.monotonic()
-        deliver_all(receiver, locked)
-        assert time.monotonic() - started < 10  # acknowledged while the file is locked
+        slowest = 0.0
+        for body in locked:  # each acknowledged well within LeadRat's 10 s, file locked
+            started = time.monotonic()
+            assert receiver.deliver(body, sign(SECRET, body)).status_code == 200
+            slowest = max(slowest, time.monotonic() - started)
+        assert slowest < 5
         time.sleep(1.5)
         metrics = receiver.metrics()
         assert metrics["leadrat_webhooks_journal_depth"] == 100
