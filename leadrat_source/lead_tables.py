@@ -4,8 +4,10 @@ Yielding Arrow tables lets dlt skip row-by-row normalization (the slow part of a
 REST source). The price is that flattening and typing happen here:
 
 - contract scalars get fixed types (timestamps are real UTC timestamps);
-- `custom_fields.<key>` becomes the column `custom_fields__<key>`, and a top-level field
-  the contract does not know becomes a column of its own, so nothing is dropped;
+- `custom_fields.<key>` becomes the column `custom_fields__<key>` (named by dlt's naming)
+  while the table's column budget lasts, and the other keys go to one JSON column
+  (`custom_fields` decides: see `custom_fields.py`); a top-level field the contract does
+  not know becomes a column of its own, so nothing is dropped;
 - a column's type is fixed by the first value seen (or by the pipeline schema when the
   column already exists); a later value that does not fit goes, as JSON text, to a
   variant column `<column>__v_text`, the way dlt itself stores variants;
@@ -22,6 +24,15 @@ from typing import Any
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
+from dlt.common.normalizers.naming.snake_case import NamingConvention
+from dlt.common.schema.typing import TTableSchemaColumns
+
+from leadrat_source.custom_fields import (
+    JSON,
+    VARIANT_SUFFIX,
+    CustomFieldLayout,
+    CustomFieldsConfig,
+)
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 
@@ -41,8 +52,6 @@ LEAD_FIELD_TYPES: dict[str, pa.DataType] = {
     "updated_at": TIMESTAMP,
     "deleted_at": TIMESTAMP,
 }
-CUSTOM_FIELDS_PREFIX = "custom_fields__"
-VARIANT_SUFFIX = "__v_text"
 #: Marks the one `lead_tags` row sent for a lead without tags; dlt's hard-delete hint
 #: makes the merge delete that lead's old tags and insert nothing for it.
 NO_TAGS_MARKER = "_no_tags"
@@ -58,6 +67,9 @@ _DLT_TO_ARROW: dict[str, pa.DataType] = {
     "timestamp": TIMESTAMP,
     "json": pa.string(),
 }
+
+#: dlt's default naming, for a builder used outside a pipeline (no identifier length limit).
+_DEFAULT_NAMING = NamingConvention()
 
 LEAD_TAGS_SCHEMA = pa.schema(
     [
@@ -126,21 +138,51 @@ def _fits(value: Any, arrow_type: pa.DataType) -> Any:
     raise TypeError(f"{value!r} does not fit {arrow_type}")
 
 
+def _variant_array(misfits: Mapping[int, Any], rows: int) -> pa.Array:
+    """The variant column: values that did not fit their column, as JSON text."""
+    variants: list[str | None] = [None] * rows
+    for row, value in misfits.items():
+        variants[row] = _to_json_text(value)
+    return pa.array(variants, pa.string())
+
+
+def _add_to_overflow(
+    overflow: list[dict[str, Any] | None], key: str, values: Iterable[tuple[int, Any]]
+) -> None:
+    for row, value in values:
+        fields = overflow[row]
+        if fields is None:
+            fields = overflow[row] = {}
+        fields[key] = value
+
+
 class LeadTableBuilder:
     """Builds `leads` and `lead_tags` Arrow tables, keeping column types stable across batches.
 
     One builder lives for one extraction run; its type registry makes batch N+1 use the
     types batch N (or the stored schema) established, so dlt never sees a column change type.
+    Its `layout` decides which custom field keys get columns (see `custom_fields`).
     """
 
-    def __init__(self, known_column_types: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        known_columns: TTableSchemaColumns | None = None,
+        layout: CustomFieldLayout | None = None,
+    ) -> None:
+        known = known_columns or {}
         self._column_types: dict[str, pa.DataType] = dict(LEAD_FIELD_TYPES)
-        for name, dlt_type in (known_column_types or {}).items():
+        for name, column in known.items():
+            dlt_type = column.get("data_type")
             if name not in self._column_types and dlt_type in _DLT_TO_ARROW:
                 self._column_types[name] = _DLT_TO_ARROW[dlt_type]
+        self.layout = layout or CustomFieldLayout(
+            CustomFieldsConfig(), known, _DEFAULT_NAMING.normalize_path
+        )
+        self.layout.add_columns(LEAD_FIELD_TYPES)
 
     def leads_table(self, leads: Sequence[Mapping[str, Any]]) -> pa.Table:
-        """One row per lead: contract scalars, flattened custom fields, unknown fields.
+        """One row per lead: contract scalars, custom fields as the layout places them,
+        unknown fields.
 
         Built column by column (one `pa.array` per column) because per-value work is what
         limits extraction speed; only a column holding an odd value takes the slow path.
@@ -149,26 +191,25 @@ class LeadTableBuilder:
         extra_keys = {key for lead in leads for key in lead} - _NOT_EXTRA_KEYS
         for key in sorted(extra_keys):
             columns[key] = [lead.get(key) for lead in leads]
-        custom: dict[str, list[Any]] = {}
-        for row, lead in enumerate(leads):
-            fields = lead.get("custom_fields")
-            if not isinstance(fields, Mapping):
-                if fields:  # not the contract's object: keep it rather than drop it
-                    columns.setdefault("custom_fields", [None] * len(leads))[row] = fields
-                continue
-            for key, value in fields.items():
-                column = custom.get(key)
-                if column is None:
-                    column = custom[key] = [None] * len(leads)
-                column[row] = value
-        for key, values in custom.items():
-            columns[CUSTOM_FIELDS_PREFIX + key] = values
+        custom: dict[str, tuple[list[int], list[Any]]] = {}
+        if self.layout.mode == JSON:
+            columns[self.layout.json_column()] = [lead.get("custom_fields") for lead in leads]
+        else:
+            custom = self._custom_values(leads, columns)
         names: list[str] = []
         arrays: list[pa.Array] = []
         for name, values in columns.items():
-            for column_name, array in self._arrays(name, values):
-                names.append(column_name)
-                arrays.append(array)
+            array, misfits = self._typed(name, values)
+            if array is None:
+                continue  # no value yet: the column appears with its first value
+            names.append(name)
+            arrays.append(array)
+            if misfits:
+                names.append(name + VARIANT_SUFFIX)
+                arrays.append(_variant_array(misfits, len(leads)))
+        self.layout.add_columns(names)
+        if custom:
+            self._add_custom_columns(custom, len(leads), names, arrays)
         # `id` is the primary key: declared non-null as dlt's hints have it, so dlt does
         # not warn on every batch that the Arrow schema and its hints differ
         schema = pa.schema(
@@ -177,13 +218,74 @@ class LeadTableBuilder:
         )
         return pa.Table.from_arrays(arrays, schema=schema)
 
-    def _arrays(self, name: str, values: list[Any]) -> list[tuple[str, pa.Array]]:
-        """The column's array, plus a variant column if some values do not fit its type."""
+    @staticmethod
+    def _custom_values(
+        leads: Sequence[Mapping[str, Any]], columns: dict[str, list[Any]]
+    ) -> dict[str, tuple[list[int], list[Any]]]:
+        """Each custom field key's (rows, values), nulls left out: sparse, because a wide
+        account has thousands of keys and each lead only a few of them."""
+        custom: dict[str, tuple[list[int], list[Any]]] = {}
+        for row, lead in enumerate(leads):
+            fields = lead.get("custom_fields")
+            if not isinstance(fields, Mapping):
+                if fields:  # not the contract's object: keep it rather than drop it
+                    columns.setdefault("custom_fields", [None] * len(leads))[row] = fields
+                continue
+            for key, value in fields.items():
+                if value is None:
+                    continue
+                entry = custom.get(key)
+                if entry is None:
+                    entry = custom[key] = ([], [])
+                entry[0].append(row)
+                entry[1].append(value)
+        return custom
+
+    def _add_custom_columns(
+        self, custom: dict[str, tuple[list[int], list[Any]]], rows: int,
+        names: list[str], arrays: list[pa.Array],
+    ) -> None:
+        """A column per key the layout gives one; the other values, per lead, into the
+        overflow column's JSON object (so each value sits in exactly one place)."""
+        layout = self.layout
+        layout.place({key: len(entry[0]) for key, entry in custom.items()})
+        overflow: list[dict[str, Any] | None] = [None] * rows
+        row_numbers = pa.array(range(rows), pa.int64())
+        for key, (key_rows, key_values) in custom.items():
+            column = layout.column(key)
+            if column is None:
+                _add_to_overflow(overflow, key, zip(key_rows, key_values, strict=True))
+                continue
+            values, misfits = self._typed(column, key_values)
+            assert values is not None  # nulls were left out: every key has a value
+            names.append(column)
+            # spread the key's values over the batch's rows in C: `index_in` gives each
+            # row its value's position, or null where the lead lacks the key
+            arrays.append(values.take(pc.index_in(row_numbers, pa.array(key_rows, pa.int64()))))
+            if not misfits:
+                continue
+            misfits = {key_rows[at]: value for at, value in misfits.items()}
+            variant = layout.variant_column(key, column)
+            if variant is None:
+                _add_to_overflow(overflow, key, misfits.items())
+            else:
+                names.append(variant)
+                arrays.append(_variant_array(misfits, rows))
+        if any(fields is not None for fields in overflow):
+            names.append(layout.overflow_column())
+            arrays.append(pa.array(
+                [None if fields is None else _to_json_text(fields) for fields in overflow],
+                pa.string(),
+            ))
+
+    def _typed(self, name: str, values: list[Any]) -> tuple[pa.Array | None, dict[int, Any]]:
+        """The column's array, and the values (by row) that do not fit its type; None
+        while the column has no value and no type yet."""
         column_type = self._column_types.get(name)
         if column_type is None:
             first = next((value for value in values if value is not None), None)
             if first is None:
-                return []  # no value yet: the column appears with its first value
+                return None, {}
             column_type = self._column_types[name] = _arrow_type_of(first)
         value_types = set(map(type, values))
         if pa.types.is_string(column_type) and value_types <= _JSON_TEXT_TYPES:
@@ -192,11 +294,11 @@ class LeadTableBuilder:
             value_types = {str}
         if value_types <= _FAST_TYPES[column_type]:
             try:
-                return [(name, self._array(name, values, column_type))]
+                return self._array(name, values, column_type), {}
             except (pa.ArrowInvalid, OverflowError):
                 pass  # e.g. an integer beyond int64: sort it out value by value
         fitting: list[Any] = [None] * len(values)
-        variants: list[str | None] = [None] * len(values)
+        misfits: dict[int, Any] = {}
         for row, value in enumerate(values):
             if value is None:
                 continue
@@ -208,11 +310,8 @@ class LeadTableBuilder:
                         f"lead field {name!r} has the value {value!r}, which the LeadRat "
                         "contract does not allow for it; report this to LeadRat support"
                     ) from None
-                variants[row] = _to_json_text(value)
-        arrays = [(name, self._array(name, fitting, column_type))]
-        if any(variant is not None for variant in variants):
-            arrays.append((name + VARIANT_SUFFIX, pa.array(variants, pa.string())))
-        return arrays
+                misfits[row] = value
+        return self._array(name, fitting, column_type), misfits
 
     @staticmethod
     def _array(name: str, values: list[Any], column_type: pa.DataType) -> pa.Array:

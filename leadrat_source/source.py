@@ -37,6 +37,11 @@ from dlt.sources import DltResource
 from leadrat_source import lead_order, settings
 from leadrat_source.client import LeadRatClient
 from leadrat_source.contract import DEFAULT_BASE_URL
+from leadrat_source.custom_fields import (
+    COLUMNS_AND_OVERFLOW,
+    CustomFieldsConfig,
+    current_layout,
+)
 from leadrat_source.errors import ConfigurationError, QuotaExhausted
 from leadrat_source.lead_history import HISTORY_DISPOSITION, with_row_versions
 from leadrat_source.lead_scan import (
@@ -111,6 +116,9 @@ def leadrat_source(
     workers: int = settings.DEFAULT_WORKERS,
     leads_per_batch: int = settings.LEADS_PER_BATCH,
     max_leads_per_run: int = settings.MAX_LEADS_PER_RUN,
+    custom_fields: str = COLUMNS_AND_OVERFLOW,
+    custom_field_columns: list[str] | None = None,
+    leads_max_columns: int | None = None,
     snapshot_date: dt.date | str | None = None,
     external_scheduler: bool = False,
     client: LeadRatClient | None = None,
@@ -126,12 +134,17 @@ def leadrat_source(
     counters); by default one is built from the `sources.leadrat` configuration. `notes`
     receives what the resources report back, e.g. that the daily quota ran out: the run
     then loads what it read, consistently, and the caller decides how to report it.
+    `custom_fields`, `custom_field_columns` and `leads_max_columns` say which custom
+    field keys get columns of their own (see `custom_fields.py`).
     """
     if delete_mode not in ("soft", "hard"):
         raise ConfigurationError(
             f"delete_mode must be 'soft' or 'hard', not {delete_mode!r} "
             "(sources.leadrat.delete_mode)"
         )
+    custom_fields_config = CustomFieldsConfig.from_settings(
+        custom_fields, custom_field_columns, leads_max_columns
+    )
     api = client or make_client()
     notes = notes if notes is not None else RunNotes()
     updated_at = dlt.sources.incremental[dt.datetime](
@@ -147,7 +160,8 @@ def leadrat_source(
     )
     resources = (
         leads_resource(
-            api, notes, delete_mode, history, workers, leads_per_batch, max_leads_per_run
+            api, notes, delete_mode, history, workers, leads_per_batch, max_leads_per_run,
+            custom_fields_config,
         )(updated_at),  # type: ignore[arg-type]
         pipelines_resource(api, notes),
         analytics_resource(api, notes, _snapshot_date(snapshot_date)),
@@ -163,6 +177,7 @@ def leads_resource(
     workers: int,
     leads_per_batch: int,
     max_leads_per_run: int,
+    custom_fields: CustomFieldsConfig,
 ) -> DltResource:
     """`leads` plus the `lead_tags` rows of the same leads, read in one pass."""
     hints = LeadsHints.of(delete_mode, history)
@@ -183,9 +198,7 @@ def leads_resource(
             return
         tags_disposition = hints.newest_wins(dlt.current.resource(), dlt.current.pipeline())
         known = dlt.current.source_schema().tables.get("leads", {}).get("columns", {})
-        builder = LeadTableBuilder(
-            {name: data_type for name, col in known.items() if (data_type := col.get("data_type"))}
-        )
+        builder = LeadTableBuilder(known, current_layout(custom_fields, known))
         # A backfill window (end_value) keeps no state to resume from: it is read in one go,
         # and what moves out of it during the run belongs to a later window.
         incremental = updated_at.end_value is None
@@ -212,6 +225,7 @@ def leads_resource(
             if delete_mode == "hard":
                 batch = [{**lead, "tags": []} if lead.get("deleted_at") else lead for lead in batch]
             yield _lead_tags_item(batch, notes, tags_disposition)
+        builder.layout.finish(dlt.current.source_schema())
         if incremental:
             _keep_position(scanner, updated_at.get_state(), resource_state)
         notes.quota_exhausted = scanner.stopped_by or notes.quota_exhausted

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
+from typing import Any
 
 import pyarrow as pa
 import pytest
+from dlt.common.normalizers.naming.snake_case import NamingConvention
 
+from leadrat_source.custom_fields import CustomFieldLayout, CustomFieldsConfig
+from leadrat_source.errors import ConfigurationError
 from leadrat_source.lead_scan import split_window
 from leadrat_source.lead_tables import NO_TAGS_MARKER, LeadTableBuilder, lead_tags_table
 
@@ -55,7 +60,7 @@ def test_custom_fields_and_unknown_fields_become_columns() -> None:
 
 
 def test_a_value_that_does_not_fit_its_column_goes_to_a_variant_column() -> None:
-    builder = LeadTableBuilder({"custom_fields__budget": "bigint"})
+    builder = LeadTableBuilder({"custom_fields__budget": {"data_type": "bigint"}})
     table = builder.leads_table(
         [lead("lead_1", custom_fields={"budget": "a lot"}), lead("lead_2", custom_fields={"budget": 3})]
     )
@@ -101,7 +106,7 @@ def test_split_window_covers_the_window_without_overlap() -> None:
 
 
 def test_booleans_never_turn_into_numbers_and_huge_integers_are_kept() -> None:
-    table = LeadTableBuilder({"custom_fields__employees": "bigint"}).leads_table(
+    table = LeadTableBuilder({"custom_fields__employees": {"data_type": "bigint"}}).leads_table(
         [
             lead("lead_1", custom_fields={"employees": True}),
             lead("lead_2", custom_fields={"employees": 2**70}),
@@ -113,3 +118,69 @@ def test_booleans_never_turn_into_numbers_and_huge_integers_are_kept() -> None:
     assert rows["lead_1"]["custom_fields__employees__v_text"] == "true"
     assert rows["lead_2"]["custom_fields__employees__v_text"] == str(2**70)
     assert rows["lead_3"]["custom_fields__employees"] == 12
+
+
+def wide_builder(max_columns: int, known: dict[str, dict[str, Any]] | None = None,
+                 mode: str = "columns+overflow") -> LeadTableBuilder:
+    config = CustomFieldsConfig(mode, max_columns=max_columns)
+    layout = CustomFieldLayout(config, known or {}, NamingConvention().normalize_path, "duckdb")
+    return LeadTableBuilder(known, layout)
+
+
+def test_keys_past_the_budget_go_to_the_overflow_the_most_used_keep_columns() -> None:
+    # 13 lead fields + 24 reserved leave 3 columns of a 40-column budget
+    leads = [lead(f"lead_{n}", custom_fields={"common": n, "usual": n % 2 == 0, "often": "",
+                                               **({"rare": [n]} if n == 0 else {}),
+                                               f"own {n}": {"n": n}})
+             for n in range(3)]
+    builder = wide_builder(40)
+    rows = builder.leads_table(leads).to_pylist()
+    assert [name for name in rows[0] if name.startswith("custom_fields__")] == [
+        "custom_fields__common", "custom_fields__usual", "custom_fields__often",
+        "custom_fields__overflow"]
+    assert [json.loads(row["custom_fields__overflow"]) for row in rows] == [
+        {"rare": [0], "own 0": {"n": 0}}, {"own 1": {"n": 1}}, {"own 2": {"n": 2}}]
+    assert builder.layout.crowded_out == {"rare", "own 0", "own 1", "own 2"}
+
+
+def test_a_key_keeps_the_column_the_schema_gives_it_and_alike_names_do_not_share() -> None:
+    known = {"custom_fields__budget_total": {"data_type": "double",
+                                             "x-leadrat-custom-field": "Budget Total"}}
+    builder = wide_builder(1_600, known)
+    rows = builder.leads_table([lead("lead_1", custom_fields={
+        "budget_total": 1.5, "Budget Total": 2.5, "overflow": True})]).to_pylist()
+    assert rows[0]["custom_fields__budget_total"] == 2.5
+    assert json.loads(rows[0]["custom_fields__overflow"]) == {"budget_total": 1.5,
+                                                              "overflow": True}
+
+
+def test_columns_mode_past_a_hard_limit_is_a_clear_error() -> None:
+    config = CustomFieldsConfig("columns")
+    layout = CustomFieldLayout(config, {}, NamingConvention().normalize_path, "postgres")
+    leads = [lead("lead_1", custom_fields={f"k{n}": n for n in range(1_600)})]
+    with pytest.raises(ConfigurationError, match="columns\\+overflow"):
+        LeadTableBuilder(None, layout).leads_table(leads)
+
+
+@pytest.mark.parametrize(("config", "destination", "budget"), [
+    (CustomFieldsConfig(), "postgres", (1_600, True)),
+    (CustomFieldsConfig(max_columns=5_000), "postgres", (1_600, True)),
+    (CustomFieldsConfig(max_columns=500), "bigquery", (500, False)),
+    (CustomFieldsConfig(), "duckdb", (1_600, False)),
+    (CustomFieldsConfig("columns"), "duckdb", (None, False)),
+])
+def test_column_budget_per_warehouse(config: CustomFieldsConfig, destination: str,
+                                     budget: tuple[int | None, bool]) -> None:
+    assert config.budget(destination) == budget
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    (("column", None, None), "custom_fields must be one of"),
+    (("json", ["budget"], None), "custom_field_columns .* needs custom_fields"),
+    (("columns+overflow", None, 10), "leads_max_columns must be more than"),
+])
+def test_bad_custom_field_settings_are_clear_errors(
+    settings: tuple[str, list[str] | None, int | None], message: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        CustomFieldsConfig.from_settings(*settings)

@@ -43,3 +43,29 @@ def test_nulls_are_left_alone_unless_asked_and_only_where_nullable() -> None:
 def test_bad_columns_are_clear_errors(names: list[str], message: str) -> None:
     with pytest.raises(ConfigurationError, match=message):
         ColumnMap.from_columns(names)
+
+
+def test_custom_fields_from_json_objects_and_columns_alike() -> None:
+    columns = ColumnMap.from_columns(
+        ["lead_id", "custom_fields__overflow", "CUSTOM_FIELDS", "custom_fields__tier"])
+    change = columns.change_for({
+        "lead_id": "lead_1",
+        "custom_fields__overflow": '{"nps": 9, "ratio": 80.0, "note": "", "vip": true, '
+                                   '"gone": null}',
+        "CUSTOM_FIELDS": {"region": "APAC", "tier": "from the object"},
+        "custom_fields__tier": "gold"})
+    # types as the JSON has them; the key's own column wins; a JSON null is left alone
+    assert change.update == {"custom_fields": {
+        "nps": 9, "ratio": 80.0, "note": "", "vip": True, "region": "APAC", "tier": "gold"}}
+    assert isinstance(change.update["custom_fields"]["ratio"], float)
+    cleared = columns.change_for({"lead_id": "lead_1", "custom_fields__overflow": '{"gone": null}',
+                                  "CUSTOM_FIELDS": None, "custom_fields__tier": None},
+                                 null_clears=True)
+    assert cleared.update == {"custom_fields": {"gone": None, "tier": None}}
+
+
+@pytest.mark.parametrize("value", ["not json", "[1, 2]"])
+def test_a_custom_fields_object_that_is_not_one_is_a_row_error(value: str) -> None:
+    columns = ColumnMap.from_columns(["lead_id", "custom_fields__overflow"])
+    with pytest.raises(ValueError, match="custom_fields__overflow"):
+        columns.change_for({"lead_id": "lead_1", "custom_fields__overflow": value})

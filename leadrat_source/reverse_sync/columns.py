@@ -1,8 +1,11 @@
 """Input columns → what to send for one lead, and the hash that says whether it changed.
 
 A warehouse row names lead fields by column: `lead_id` (required), the PUT fields of the
-contract (`score`, `status`, `name`, ...), `custom_fields__<key>`, `tags_add`, and
-`pipeline_id` with `stage_id` for a stage move. Anything else is an error before a
+contract (`score`, `status`, `name`, ...), custom fields, `tags_add`, and `pipeline_id`
+with `stage_id` for a stage move. Custom fields come in either form the load writes them:
+a column per key (`custom_fields__<key>`), or a JSON object (`custom_fields`, the "json"
+layout, and `custom_fields__overflow`, the keys without a column of their own); a key's
+own column wins over the same key in an object. Anything else is an error before a
 request is sent, so a typo never turns into a half-applied sync.
 """
 
@@ -17,13 +20,15 @@ from decimal import Decimal
 from typing import Any
 
 from leadrat_source.contract import LEAD_UPDATABLE_FIELDS
+from leadrat_source.custom_fields import CUSTOM_FIELDS_PREFIX, JSON_COLUMN, OVERFLOW_COLUMN
 from leadrat_source.errors import ConfigurationError
 
 LEAD_ID = "lead_id"
 TAGS_ADD = "tags_add"
 PIPELINE_ID = "pipeline_id"
 STAGE_ID = "stage_id"
-CUSTOM_PREFIX = "custom_fields__"
+#: Input columns holding custom fields as one JSON object (text or the warehouse's JSON).
+CUSTOM_OBJECT_COLUMNS = (JSON_COLUMN, OVERFLOW_COLUMN)
 #: Plain PUT fields; custom fields arrive one column per key instead.
 PUT_FIELDS = tuple(name for name in LEAD_UPDATABLE_FIELDS if name != "custom_fields")
 #: PUT fields the contract's lead object allows to be null; `--null-clears` clears only
@@ -73,6 +78,7 @@ class ColumnMap:
     lead_id: str
     put: dict[str, str]  # lead field -> input column
     custom: dict[str, str]  # custom field key -> input column
+    custom_objects: tuple[str, ...]  # input columns of JSON objects of custom fields
     tags_add: str | None
     pipeline_id: str | None
     stage_id: str | None
@@ -82,13 +88,18 @@ class ColumnMap:
         """Validate input column names; raise ConfigurationError saying what is wrong."""
         by_name: dict[str, str] = {}
         custom: dict[str, str] = {}
+        objects: list[str] = []
         unknown: list[str] = []
         for column in columns:
             lowered = column.lower()
             if lowered.startswith(IGNORED_PREFIX):
                 continue
-            if lowered.startswith(CUSTOM_PREFIX) and len(column) > len(CUSTOM_PREFIX):
-                custom[column[len(CUSTOM_PREFIX):]] = column
+            if lowered in CUSTOM_OBJECT_COLUMNS:
+                objects.append(column)
+            elif lowered.startswith(CUSTOM_FIELDS_PREFIX) and len(column) > len(
+                CUSTOM_FIELDS_PREFIX
+            ):
+                custom[column[len(CUSTOM_FIELDS_PREFIX):]] = column
             elif lowered in (LEAD_ID, TAGS_ADD, PIPELINE_ID, STAGE_ID, *PUT_FIELDS):
                 if lowered in by_name:
                     raise ConfigurationError(f"input column {lowered!r} appears twice")
@@ -99,8 +110,9 @@ class ColumnMap:
             raise ConfigurationError(
                 f"unknown input column(s) {', '.join(map(repr, unknown))}: columns must be "
                 f"{LEAD_ID!r}, lead fields ({', '.join(PUT_FIELDS)}), "
-                f"'{CUSTOM_PREFIX}<key>', {TAGS_ADD!r}, or {PIPELINE_ID!r} with {STAGE_ID!r}; "
-                "rename or drop them in --query"
+                f"'{CUSTOM_FIELDS_PREFIX}<key>', {' or '.join(map(repr, CUSTOM_OBJECT_COLUMNS))} "
+                f"(a JSON object of custom fields), {TAGS_ADD!r}, or {PIPELINE_ID!r} with "
+                f"{STAGE_ID!r}; rename or drop them in --query"
             )
         if LEAD_ID not in by_name:
             raise ConfigurationError(
@@ -114,11 +126,13 @@ class ColumnMap:
             lead_id=by_name[LEAD_ID],
             put={name: by_name[name] for name in PUT_FIELDS if name in by_name},
             custom=custom,
+            custom_objects=tuple(objects),
             tags_add=by_name.get(TAGS_ADD),
             pipeline_id=by_name.get(PIPELINE_ID),
             stage_id=by_name.get(STAGE_ID),
         )
-        if not (mapped.put or mapped.custom or mapped.tags_add or mapped.stage_id):
+        if not (mapped.put or mapped.custom or mapped.custom_objects or mapped.tags_add
+                or mapped.stage_id):
             raise ConfigurationError(
                 f"the input has {LEAD_ID!r} but nothing to push: add a column such as 'score'"
             )
@@ -135,11 +149,12 @@ class ColumnMap:
             value = json_value(row[column])
             if value is not None or (null_clears and name in CLEARABLE_FIELDS):
                 update[name] = value
-        custom: dict[str, Any] = {}
-        for key, column in self.custom.items():
-            value = json_value(row[column])
-            if value is not None or null_clears:
-                custom[key] = value
+        given = {}
+        for column in self.custom_objects:
+            given.update(custom_fields_object(row[column], column))
+        given.update((key, json_value(row[column])) for key, column in self.custom.items())
+        custom = {key: value for key, value in given.items()
+                  if value is not None or null_clears}
         if custom:
             update["custom_fields"] = custom
         tags = parse_tags(row[self.tags_add]) if self.tags_add else []
@@ -149,6 +164,24 @@ class ColumnMap:
             if pipeline_id is not None and stage_id is not None:
                 stage = (str(pipeline_id), str(stage_id))
         return LeadChange(str(lead_id), update, tags, stage)
+
+
+def custom_fields_object(value: Any, column: str) -> dict[str, Any]:
+    """The custom fields of a JSON object column: JSON text, or an object the driver
+    already decoded; NULL is no keys. Values are sent as the JSON has them (80.0 stays
+    a float here, unlike a DOUBLE column's 80.0, which may only be a widened 80)."""
+    if value is None:
+        return {}
+    if isinstance(value, (str, bytes)):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ValueError(f"{column} is not valid JSON: {str(value)[:80]!r}") from None
+    if not isinstance(value, Mapping):
+        # ValueError like every bad input value: the row is reported and skipped
+        raise ValueError(f"{column} must hold a JSON object of custom fields, not "  # noqa: TRY004
+                         f"{type(value).__name__}")
+    return {str(key): item for key, item in value.items()}
 
 
 def parse_tags(value: Any) -> list[str]:

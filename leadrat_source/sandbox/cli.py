@@ -54,6 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plan", choices=sorted(PLANS), default="growth",
                         help="plan whose rate limit and daily cap apply")
     parser.add_argument("--pipelines", type=int, default=3, help="sales pipelines to generate")
+    parser.add_argument("--custom-keys", type=int, default=0, metavar="N",
+                        help="a wide account: N more custom field keys, ~24 per lead")
     parser.add_argument("--rate-limit", type=int,
                         help="requests per window instead of the plan's; 0 = unlimited")
     parser.add_argument("--daily-cap", type=int, default=-1,
@@ -106,6 +108,7 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
         cursor=not args.no_cursor,
         churn_per_minute=args.churn, webhook_url=args.webhook_url,
         webhook_secret=env(args.webhook_secret_env), pipelines=args.pipelines,
+        custom_keys=args.custom_keys,
         host=args.host, port=args.port, api_key=env(args.api_key_env),
         read_key=env(args.read_key_env),
     )

@@ -29,6 +29,8 @@ class SandboxConfig:
     webhook_url: str | None = None
     webhook_secret: str | None = None
     pipelines: int = 3
+    #: extra custom field keys of a wide account (0: the usual six)
+    custom_keys: int = 0
     host: str = "127.0.0.1"
     port: int = 0
     api_key: str | None = None
@@ -37,8 +39,8 @@ class SandboxConfig:
     def __post_init__(self) -> None:
         if self.plan not in PLANS:
             raise ValueError(f"unknown plan {self.plan!r}; expected one of {sorted(PLANS)}")
-        if self.leads < 0 or self.pipelines < 1:
-            raise ValueError("leads must be >= 0 and pipelines >= 1")
+        if self.leads < 0 or self.pipelines < 1 or self.custom_keys < 0:
+            raise ValueError("leads and custom_keys must be >= 0, and pipelines >= 1")
         if self.window_seconds <= 0 or self.day_seconds <= 0:
             raise ValueError("window_seconds and day_seconds must be > 0")
 

@@ -78,6 +78,17 @@ EDGE_TEXTS = BLANKS + UNICODE_EDGES + LONG_TEXTS
 PIPELINE_NAMES = ("Sales", "Enterprise", "Partners", "Renewals", "Onboarding", "Rentals")
 STAGE_NAMES = ("New", "Contacted", "Site visit", "Qualified", "Negotiation", "Won")
 
+#: Question stems of a wide account's custom fields (`custom_keys`): names as CRM users
+#: type them (capitals, spaces, punctuation, accents), each key made unique by its number.
+WIDE_STEMS = ("Budget", "Preferred City", "site-visit date", "Référence client", "lead.score",
+              "Campaign ID", "Opt in?", "Loan pre-approved", "Floor preference", "Notes")
+#: Every this many keys, one is a long question: longer than PostgreSQL's 63-byte names.
+LONG_KEY_EVERY = 11
+#: A wide account's leads each come from one form, which asks this many of the keys.
+FORM_SIZE = 30
+#: Share of its form's questions a lead answered.
+FORM_FILL = 0.8
+
 HISTORY_DAYS = 730
 #: Deleted leads stay visible for 30 days; synthetic deletions stay inside that.
 DELETED_WITHIN_DAYS = 29
@@ -172,14 +183,48 @@ def _people() -> list[list[tuple[str, str]]]:
     return table
 
 
+def wide_custom_keys(count: int) -> list[str]:
+    """The extra custom field keys of a wide account, in the order forms ask them."""
+    keys = []
+    for number in range(count):
+        if number % LONG_KEY_EVERY == LONG_KEY_EVERY // 2:
+            keys.append(f"Form question {number:05d}: what would make the customer sign "
+                        "before the end of this quarter?")
+        else:
+            keys.append(f"{WIDE_STEMS[number % len(WIDE_STEMS)]} {number:05d}")
+    return keys
+
+
+def _wide_value(kind: int, below: Callable[[int], int], random_: Callable[[], float]) -> object:
+    """A value of one of seven JSON kinds (a key's number fixes its kind): integer,
+    float, text, text that is often "", boolean, object, list."""
+    if kind == 0:
+        return below(100_000)
+    if kind == 1:
+        return round(random_() * 1000, 2)
+    if kind == 2:
+        return f"v{below(1000)}"
+    if kind == 3:
+        return "" if random_() < 0.5 else "n/a"
+    if kind == 4:
+        return random_() < 0.5
+    if kind == 5:
+        return {"rank": below(10), "note": ""}
+    return [below(10), "x"]
+
+
 def lead_rows(count: int, seed: int, pipelines: list[Pipeline],
-              anchor_ms: int) -> Iterator[tuple[object, ...]]:
+              anchor_ms: int, custom_keys: int = 0) -> Iterator[tuple[object, ...]]:
     """Rows in the order of store.LEAD_COLUMNS, tags as a JSON list.
 
     Startup time at 1M leads is this loop, so it calls the RNG's primitives directly:
     `below(n)` is what `rng.choice`/`randrange`/`randint` reduce to (`randint(a, b)` is
     `a + below(b - a + 1)`), and `_weighted`/`_sampler` repeat `choices`/`sample`, so a
     seed yields exactly the rows the plain calls gave (same digest of 30k rows).
+
+    `custom_keys` makes a wide account: each lead also answers most questions of one
+    form of `FORM_SIZE` keys out of `custom_keys` (drawn after the lead's other fields,
+    so without it the rows are those of narrow accounts).
     """
     rng = random.Random(seed)
     start = anchor_ms - HISTORY_DAYS * DAY_MS
@@ -230,6 +275,8 @@ def lead_rows(count: int, seed: int, pipelines: list[Pipeline],
             return [below(100), "x", None, {"nested": []}]
         return ""
     deleted_span = DELETED_WITHIN_DAYS * DAY_MS
+    wide_keys = wide_custom_keys(custom_keys)
+    forms = -(-custom_keys // FORM_SIZE)
     for seq in range(1, count + 1):
         first = below(n_first)
         name, local = people[first][below(n_last)]
@@ -289,6 +336,11 @@ def lead_rows(count: int, seed: int, pipelines: list[Pipeline],
                 "meta": {"weight": 0.5, "verified": True,
                          "note": UNICODE_EDGES[below(n_edges)]},
             }
+        if forms:
+            first_key = below(forms) * FORM_SIZE
+            for number in range(first_key, min(first_key + FORM_SIZE, custom_keys)):
+                if random_() < FORM_FILL:
+                    fields[wide_keys[number]] = _wide_value(number % 7, below, random_)
         yield (seq, encode_id(ID_PREFIX_LEAD, seq), name, email, phone, company, lead_status,
                lead_source, score, pipeline_id, stage_id, dumps(fields).decode(),
                dumps(tags).decode(), created, updated, deleted)

@@ -26,7 +26,7 @@ def command(config: SandboxConfig) -> list[str]:
             "--plan", config.plan, "--pipelines", str(config.pipelines),
             "--window-seconds", str(config.window_seconds),
             "--day-seconds", str(config.day_seconds), "--churn",
-            str(config.churn_per_minute)]
+            str(config.churn_per_minute), "--custom-keys", str(config.custom_keys)]
     if config.rate_limit is not None:
         args += ["--rate-limit", str(config.rate_limit)]
     args += ["--no-daily-cap"] if config.daily_cap is None else [

@@ -33,7 +33,8 @@ class Sandbox:
         self.read_key = keys.read
         self.bearer_token = keys.bearer
         self.webhook_secret = config.webhook_secret or derived(config.seed, "webhook", "whsec_")
-        self.store = Store(config.leads, config.seed, config.pipelines)
+        self.store = Store(config.leads, config.seed, config.pipelines,
+                           custom_keys=config.custom_keys)
         self.faults = Faults(config.seed)
         self.statistics = Stats()
         self._churn = Churn(self.store, config.seed)

@@ -157,7 +157,8 @@ def _record(row: tuple[Any, ...]) -> Record:
 class Store:
     """Leads and pipelines, with every read and write the API and the churn need."""
 
-    def __init__(self, leads: int, seed: int, pipelines: int, anchor_ms: int | None = None):
+    def __init__(self, leads: int, seed: int, pipelines: int, anchor_ms: int | None = None,
+                 custom_keys: int = 0):
         self.lock = threading.RLock()
         self.version = 0
         self.on_change: ChangeListener | None = None
@@ -172,7 +173,7 @@ class Store:
         anchor = utc_midnight_ms(now_ms()) if anchor_ms is None else anchor_ms
         self.pipelines = data.make_pipelines(pipelines, random.Random(seed * 7919 + 1), anchor)
         self._stages = {stage.id: p.id for p in self.pipelines for stage in p.stages}
-        self._load(data.lead_rows(leads, seed, self.pipelines, anchor))
+        self._load(data.lead_rows(leads, seed, self.pipelines, anchor, custom_keys))
         self._next_seq = leads + 1
 
     # -- loading -------------------------------------------------------------------------

@@ -194,12 +194,8 @@ class Flusher:
             pipeline.normalize()
             run_when_free(pipeline, pipeline.load).raise_on_failed_jobs()
             return
-        known: dict[str, str] = {}
-        if pipeline.default_schema_name and "leads" in pipeline.default_schema.tables:
-            columns = pipeline.default_schema.tables["leads"].get("columns", {})
-            known = {name: data_type for name, column in columns.items()
-                     if (data_type := column.get("data_type"))}
-        resources = batch_resources(entries, self._hints, self._settings.delete_mode, known)
+        resources = batch_resources(entries, self._hints, self._settings.delete_mode,
+                                    self._settings.custom_fields)
         run_when_free(pipeline, lambda: pipeline.run(
             resources, loader_file_format=self._profile.loader_file_format,  # type: ignore[arg-type]
         ), wait_seconds=LOCK_WAIT_SECONDS).raise_on_failed_jobs()

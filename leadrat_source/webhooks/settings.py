@@ -8,7 +8,7 @@ LeadRat's dashboard suggests. Several secrets, comma-separated, during a rotatio
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import dlt
@@ -17,6 +17,7 @@ from dlt.common.configuration.specs import known_sections
 from dlt.common.typing import TSecretStrValue
 
 from leadrat_source.contract import WEBHOOK_TOLERANCE_SECONDS
+from leadrat_source.custom_fields import COLUMNS_AND_OVERFLOW, CustomFieldsConfig
 from leadrat_source.errors import ConfigurationError
 
 SECRET_ENV = "LEADRAT_WEBHOOK_SECRET"
@@ -37,6 +38,7 @@ class ReceiverSettings:
     dedup_days: float = DEFAULT_DEDUP_DAYS
     delete_mode: str = "soft"
     history: bool = False
+    custom_fields: CustomFieldsConfig = field(default_factory=CustomFieldsConfig)
 
     def __repr__(self) -> str:  # never print the secrets
         return (f"ReceiverSettings(secrets=<{len(self.secrets)}>, "
@@ -57,6 +59,9 @@ def receiver_settings(
     webhook_dedup_days: float = DEFAULT_DEDUP_DAYS,
     delete_mode: str = "soft",
     history: bool = False,
+    custom_fields: str = COLUMNS_AND_OVERFLOW,
+    custom_field_columns: list[str] | None = None,
+    leads_max_columns: int | None = None,
 ) -> ReceiverSettings:
     """The settings from dlt's config; a clear error when no secret is configured."""
     secrets = split_secrets(webhook_secret or os.environ.get(SECRET_ENV, ""))
@@ -85,6 +90,9 @@ def receiver_settings(
         dedup_days=webhook_dedup_days,
         delete_mode=delete_mode,
         history=history,
+        # the same custom field columns as the scheduled load writes into `leads`
+        custom_fields=CustomFieldsConfig.from_settings(
+            custom_fields, custom_field_columns, leads_max_columns),
     )
 
 

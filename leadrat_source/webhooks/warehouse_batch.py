@@ -16,6 +16,7 @@ import dlt
 import pyarrow as pa
 from dlt.sources import DltResource
 
+from leadrat_source.custom_fields import LEADS_TABLE, CustomFieldsConfig, current_layout
 from leadrat_source.lead_order import EVENT_ID_COLUMN
 from leadrat_source.lead_tables import TIMESTAMP, LeadTableBuilder, lead_tags_table
 from leadrat_source.source import LeadsHints, lead_tags_item
@@ -62,16 +63,14 @@ def _with_event_ids(table: pa.Table, lead_ids: pa.Array, event_of: Mapping[str, 
 
 def batch_resources(
     entries: Sequence[JournalEntry], hints: LeadsHints, delete_mode: str,
-    known_column_types: Mapping[str, str],
+    custom_fields: CustomFieldsConfig,
 ) -> list[DltResource]:
-    """The batch's resources; `known_column_types` (the receiver's schema) keeps column
-    types stable across batches, as in the scheduled load."""
+    """The batch's resources. `leads` is built as the scheduled load builds it, from the
+    pipeline's schema (stable column types, the same custom field columns and budget)."""
     events = [LeadEvent.parse(entry.body) for entry in entries]
     latest = newest_per_lead(events)
     leads = [event.lead for event in latest]
     event_of = {event.lead_id: event.id for event in latest}
-    leads_table = hints.versioned(LeadTableBuilder(known_column_types).leads_table(leads), leads)
-    leads_table = _with_event_ids(leads_table, leads_table["id"], event_of)
     if delete_mode == "hard":  # a deleted lead's row goes, so do its tags
         leads = [{**lead, "tags": []} if lead.get("deleted_at") else lead for lead in leads]
     tags_table = lead_tags_table(leads)
@@ -82,7 +81,13 @@ def batch_resources(
     def lead_states() -> Iterator[Any]:
         tags_disposition = hints.newest_wins(
             dlt.current.resource(), dlt.current.pipeline(), from_events=True)
-        yield leads_table
+        schema = dlt.current.source_schema()
+        known = schema.tables.get(LEADS_TABLE, {}).get("columns", {})
+        builder = LeadTableBuilder(known, current_layout(custom_fields, known))
+        latest_leads = [event.lead for event in latest]
+        leads_table = hints.versioned(builder.leads_table(latest_leads), latest_leads)
+        yield _with_event_ids(leads_table, leads_table["id"], event_of)
+        builder.layout.finish(schema)
         yield lead_tags_item(tags_table, tags_disposition)
 
     lead_events = dlt.resource(
