@@ -32,7 +32,7 @@ from leadrat_source.sandbox import Sandbox, SandboxConfig
 
 #: Custom field keys every sandbox lead may have besides the `--custom-keys` ones.
 STANDARD_KEYS = 6
-DEFAULT_POSTGRES_URL = "postgresql://postgres:unused@127.0.0.1:5432/test"
+DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 def load_twice(base_url: str, api_key: str, workdir: Path, destination: str, name: str,
