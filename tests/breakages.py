@@ -178,6 +178,56 @@ BREAKAGES = (
         "dt.timedelta(days=settings.ANALYTICS_DAYS)",
         ("tests/test_load_duckdb.py::test_analytics_of_the_last_30_days_match_the_sandbox_and_a_rerun_replaces_the_day",),
     ),
+    # exact values, history versions, commands that tell the truth (issue 9)
+    Breakage(
+        "postgres-loads-csv-empty-strings-become-null",
+        "destinations.toml",
+        'loader_file_format = "parquet"\n\n[bigquery]',
+        'loader_file_format = "csv"\n\n[bigquery]',
+        ("tests/test_load_postgres.py::test_first_load_and_churn_are_exact_with_new_columns",),
+    ),
+    Breakage(
+        "postgres-password-required",
+        "leadrat_source/destinations.py",
+        'OWN_FACTORIES = {"postgres": "leadrat_source.postgres.postgres"}',
+        "OWN_FACTORIES: dict[str, str] = {}",
+        ("tests/test_postgres_login.py",),
+    ),
+    Breakage(
+        "a-bool-column-takes-0-and-1",
+        "leadrat_source/lead_tables.py",
+        "        if isinstance(value, bool):\n            return value\n",
+        "        if isinstance(value, (bool, int)):\n            return bool(value)\n",
+        ("tests/test_history_versions.py",),
+    ),
+    Breakage(
+        "history-version-hashes-the-batch-row",
+        "leadrat_source/lead_history.py",
+        "[row_version(lead) for lead in leads]",
+        "[row_version(row) for row in table.to_pylist()]",
+        ("tests/test_history_versions.py",),
+    ),
+    Breakage(
+        "dry-run-writes-its-run-row",
+        "leadrat_source/reverse_sync/__init__.py",
+        "recorded = not request.dry_run and summary.status",
+        "recorded = summary.status",
+        ("tests/test_reverse_sync.py::test_dry_run_sends_nothing_and_writes_nothing",),
+    ),
+    Breakage(
+        "check-probes-write-by-default",
+        "leadrat_source/check.py",
+        "scope = key_scope(api) if probe_write else None",
+        "scope = key_scope(api)",
+        ("tests/test_status_and_check.py::test_check_sends_only_reads_unless_asked_to_probe_write",),
+    ),
+    Breakage(
+        "status-lists-the-ledger-loads",
+        "leadrat_source/status.py",
+        '.where("schema_name", "eq", pipeline.default_schema_name)',
+        "",
+        ("tests/test_status_and_check.py::test_status_without_the_pipeline_folder_reads_the_warehouse_and_lists_only_loads",),
+    ),
 )
 
 
