@@ -132,8 +132,8 @@ def create_app(verifier: SignatureVerifier, committer: GroupCommitter, journal: 
         return 200, ACCEPTED if stored else DUPLICATE
 
     async def healthz(request: Request) -> Response:
-        """503 once the flusher process is gone: events would only pile up in the journal,
-        so a supervisor should restart the receiver (the next start loads them)."""
+        """503 while no flusher process runs (it died; another one is being started):
+        events only pile up in the journal meanwhile."""
         pending, _ = journal.depth()
         if not flusher_alive():
             return JSONResponse({"status": "flusher stopped", "journal_depth": pending},

@@ -25,9 +25,11 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Event
 from pathlib import Path
 
@@ -54,6 +56,8 @@ LOCK_WAIT_SECONDS = 30.0
 PRUNE_SECONDS = 3_600.0
 
 
+#: Longest pause before a dead flusher process is started again.
+RESTART_MAX_SECONDS = 60.0
 #: How often the flusher looks for due events (and for its server being gone).
 POLL_SECONDS = 0.2
 
@@ -72,25 +76,47 @@ class FlusherSpec:
 
 
 class FlusherProcess:
-    """The server's handle on the flusher process."""
+    """The server's handle on the flusher process; starts another one if it dies (with a
+    growing pause, so a flusher that cannot start does not spin)."""
 
     def __init__(self, spec: FlusherSpec, counters: FlushCounters):
-        context = multiprocessing.get_context("spawn")
-        self._stop = context.Event()
-        self._process = context.Process(
-            target=_flusher_main, args=(spec, counters, self._stop, os.getpid()),
+        self._spec = spec
+        self._counters = counters
+        self._context = multiprocessing.get_context("spawn")
+        self._stop = self._context.Event()
+        self._process = self._new_process()
+        self._watchdog = threading.Thread(target=self._watch, name="flusher-watchdog",
+                                          daemon=True)
+
+    def _new_process(self) -> BaseProcess:
+        return self._context.Process(
+            target=_flusher_main, args=(self._spec, self._counters, self._stop, os.getpid()),
             name="leadrat-webhook-flusher")
 
     def start(self) -> None:
         self._process.start()
+        self._watchdog.start()
 
     def is_alive(self) -> bool:
         return self._process.is_alive()
+
+    def _watch(self) -> None:
+        pause = 1.0
+        while not self._stop.wait(pause):
+            if self._process.is_alive():
+                pause = 1.0
+                continue
+            log.error("the flusher process exited (code %s); starting another",
+                      self._process.exitcode)
+            self._process = self._new_process()
+            self._process.start()
+            pause = min(pause * 2, RESTART_MAX_SECONDS)
 
     def stop(self) -> bool:
         """Have the flusher load what is journaled and exit; False if events remain (the
         warehouse kept failing), which the next start loads."""
         self._stop.set()
+        self._watchdog.join()
         self._process.join()
         return self._process.exitcode == 0
 
