@@ -181,7 +181,7 @@ BREAKAGES = (
     # exact values, history versions, commands that tell the truth (issue 9)
     Breakage(
         "postgres-loads-csv-empty-strings-become-null",
-        "destinations.toml",
+        "leadrat_source/destinations.toml",
         'loader_file_format = "parquet"\n\n[bigquery]',
         'loader_file_format = "csv"\n\n[bigquery]',
         ("tests/test_load_postgres.py::test_first_load_and_churn_are_exact_with_new_columns",),
@@ -227,6 +227,50 @@ BREAKAGES = (
         '.where("schema_name", "eq", pipeline.default_schema_name)',
         "",
         ("tests/test_status_and_check.py::test_status_without_the_pipeline_folder_reads_the_warehouse_and_lists_only_loads",),
+    ),
+    # wide accounts (issue 14)
+    Breakage(
+        "column-budget-ignores-existing-columns",
+        "leadrat_source/custom_fields.py",
+        "self._columns: set[str] = set(known_columns)",
+        "self._columns: set[str] = set()",
+        ("tests/test_wide_accounts.py::test_wide_account_first_and_incremental_loads_keep_every_value_once[duckdb-wider]",),
+    ),
+    Breakage(
+        "overflow-values-dropped",
+        "leadrat_source/lead_tables.py",
+        "        fields[key] = value\n",
+        "        pass\n",
+        ("tests/test_wide_accounts.py::test_wide_account_first_and_incremental_loads_keep_every_value_once[duckdb-wider]",),
+    ),
+    Breakage(
+        "custom-field-column-not-sticky",
+        "leadrat_source/custom_fields.py",
+        "        if column in self._columns or self._claim(column, key):",
+        "        if self._claim(column, key):",
+        ("tests/test_wide_accounts.py::test_wide_account_first_and_incremental_loads_keep_every_value_once[duckdb-wider]",),
+    ),
+    Breakage(
+        "overflow-warning-silenced",
+        "leadrat_source/custom_fields.py",
+        "        if not self.crowded_out:\n            return",
+        "        if True:\n            return",
+        ("tests/test_wide_accounts.py::test_wide_account_first_and_incremental_loads_keep_every_value_once[duckdb-wider]",),
+    ),
+    Breakage(
+        "data-dictionary-not-written",
+        "leadrat_source/custom_fields.py",
+        "                column[KEY_HINT] = key\n",
+        "                pass\n",
+        ("tests/test_wide_accounts.py::test_wide_account_first_and_incremental_loads_keep_every_value_once[duckdb-room-left]",),
+    ),
+    Breakage(
+        "reverse-sync-ignores-json-custom-fields",
+        "leadrat_source/reverse_sync/columns.py",
+        "            given.update(custom_fields_object(row[column], column))",
+        "            pass",
+        ("tests/test_reverse_sync_columns.py",
+         "tests/test_wide_accounts.py::test_reverse_sync_pushes_custom_fields_from_a_column_and_the_overflow[duckdb]"),
     ),
 )
 
