@@ -139,8 +139,9 @@ def test_spent_daily_quota_exits_4_and_the_next_run_resumes(
     assert runs >= 2, "the quota never ran out; nothing was tested"
     assert duckdb_rows(tmp_path / "warehouse.duckdb",
                        "select count(*), count(distinct id) from leadrat.leads") == [(1_500, 1_500)]
-    # each resumed run read on from where the last one stopped: at most its resume page twice
-    assert list_pages(server) <= 1_500 // 100 + runs - 1, list_pages(server)
+    # each resumed run read on from where the last one stopped: at most its resume page twice;
+    # the run that finished asked once more what moved meanwhile (its catch-up pass)
+    assert list_pages(server) <= 1_500 // 100 + runs - 1 + 1, list_pages(server)
     lines = status_lines(env, tmp_path)
     loads = duckdb_rows(tmp_path / "warehouse.duckdb",
                         "select load_id from leadrat._dlt_loads where status = 0")
