@@ -166,5 +166,7 @@ def test_example_queries_answer_what_the_sandbox_holds(
     versions = [row for row in run_example(history, "stage_history") if row[0] == lead["id"]]
     assert [row[2] for row in versions] == [lead["stage_id"], new_stage]
     assert versions[0][5] is not None and versions[1][5] is None  # valid_to: closed, current
-    current_versions = [row[0] for row in run_example(history, "stage_history") if row[5] is None]
+    all_versions = run_example(history, "stage_history")
+    current_versions = [row[0] for row in all_versions if row[5] is None]
     assert sorted(current_versions) == sorted(lead["id"] for lead in leads)
+    assert len(all_versions) == len(leads) + 1  # a new version for the one real change only
