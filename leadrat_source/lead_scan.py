@@ -82,6 +82,11 @@ class ScanStats:
         with self._lock:
             self.pages += 1
 
+    def expect(self, leads: int) -> None:
+        """A range's first page says it holds about `leads` leads (for progress displays)."""
+        with self._lock:
+            self.expected = (self.expected or 0) + leads
+
 
 Keyset = tuple[dt.datetime, str]
 
@@ -349,7 +354,7 @@ class LeadScanner:
         total = total if isinstance(total, int) else None
         cursor_mode = "next_cursor" in first.meta
         if split and total is not None:
-            self.stats.expected = (self.stats.expected or 0) + total
+            self.stats.expect(total)
         if items := part.unread(first.items):
             yield items
         if cursor_mode:
