@@ -121,6 +121,17 @@ class QuotaExhausted(RateLimitExceeded):
         )
 
 
+class LoadIncomplete(LeadRatError):
+    """A run loaded only a part of its window (`max_leads_per_run`); run again to go on.
+
+    `parts` lists what was left unread (`run_report.UnreadPart`).
+    """
+
+    def __init__(self, message: str, *, parts: list[Any], **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.parts = parts
+
+
 class ServerError(LeadRatError):
     """5xx (the API's server_error or a gateway's 502/503/504) that outlasted the retries."""
 

@@ -23,7 +23,8 @@ from leadrat_source.client import LeadRatClient
 from leadrat_source.destinations import DestinationProfile, get_profile
 from leadrat_source.errors import ConfigurationError
 from leadrat_source.progress import LoadProgress, LogDisplay
-from leadrat_source.source import RESOURCE_NAMES, RunNotes, leadrat_source, make_client
+from leadrat_source.run_report import RunNotes, leads_cursor, raise_if_incomplete, unread_parts
+from leadrat_source.source import RESOURCE_NAMES, leadrat_source, make_client
 from leadrat_source.stats import RequestStatsSnapshot
 from leadrat_source.warehouse_lock import run_when_free
 
@@ -42,6 +43,13 @@ class LoadRequest:
     since: dt.datetime | None = None
     until: dt.datetime | None = None
     full_refresh: bool = False
+    #: A scheduler's data interval `[start, end)`. While the cursor has not passed its
+    #: start, the run is incremental (so the first run on an empty warehouse loads the
+    #: whole history, and a run after downtime fills the gap); once the cursor is past
+    #: it (a re-run or backfill of a past interval), the interval is loaded as a window.
+    interval: tuple[dt.datetime, dt.datetime] | None = None
+    #: The analytics snapshot's date; None means today (UTC).
+    snapshot_date: dt.date | None = None
     #: dlt's pipelines folder; None means dlt's default (`DLT_DATA_DIR`, else ~/.dlt)
     pipelines_dir: str | None = None
 
@@ -183,6 +191,26 @@ def finish_interrupted(pipeline: Pipeline) -> int:
     return pending
 
 
+def load_window(request: LoadRequest, pipeline: Pipeline
+                ) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """The `since`/`until` of the leads to read; (None, None) means incremental."""
+    if request.interval is None:
+        if request.since is not None and request.until is None:
+            # a window with no end would otherwise fall back to the incremental state
+            return request.since, dt.datetime.now(dt.UTC)
+        return request.since, request.until
+    start, end = request.interval
+    pipeline.sync_destination()  # a scheduler's worker may have no local state
+    cursor = leads_cursor(pipeline.state)
+    if cursor is None or cursor <= start:
+        log.info("interval %s to %s: incremental from the cursor (%s)", start, end,
+                 cursor or "none yet: the whole history")
+        return None, None
+    log.info("interval %s to %s: the cursor (%s) is past its start, loading the interval "
+             "as a window", start, end, cursor)
+    return start, end
+
+
 def run_load(
     request: LoadRequest, client: LeadRatClient | None = None,
     progress: LoadProgress | None = None,
@@ -190,8 +218,9 @@ def run_load(
     """Run one load; raises the client's errors (auth, quota, ...) and dlt's on failure.
 
     A first load larger than `max_leads_per_run` runs as several dlt runs in a row, each
-    committing its part, until the leads are caught up. `progress` shows how it goes
-    (default: a log line every few seconds).
+    committing its part, until the leads are caught up. When the quota runs out, what was
+    read is loaded and `QuotaExhausted` is raised (its `resets_at` says when to go on).
+    `progress` shows how it goes (default: a log line every few seconds).
     """
     resources = check_resources(request.resources)
     profile = get_profile(request.destination)
@@ -206,10 +235,7 @@ def run_load(
             summary = LoadSummary(pipeline.pipeline_name, profile.name, pipeline.dataset_name)
             progress.summary = summary
             summary.resumed_packages = finish_interrupted(pipeline)
-            until = request.until
-            if request.since is not None and until is None:
-                # a window with no end would otherwise fall back to the incremental state
-                until = dt.datetime.now(dt.UTC)
+            since, until = load_window(request, pipeline)
             refresh: dict[str, Any] = (
                 {"refresh": "drop_sources"} if request.full_refresh else {}
             )
@@ -218,7 +244,8 @@ def run_load(
                 notes = RunNotes()
                 progress.follow(notes, api)
                 source = leadrat_source(
-                    since=request.since, until=until, client=api, notes=notes
+                    since=since, until=until, snapshot_date=request.snapshot_date,
+                    client=api, notes=notes,
                 )
                 if selected:
                     source = source.with_resources(*selected)
@@ -232,16 +259,17 @@ def run_load(
                 _count_rows(pipeline, summary)
                 summary.tag_markers += notes.tag_markers
                 _count_requests(summary, api, before, wait_before, started)
-                if notes.quota_exhausted is not None or not notes.more_to_load:
+                unread = unread_parts(pipeline)
+                if not unread or any(part.reason == "quota" for part in unread):
                     break
                 log.info("loaded a part of the leads (%s so far); going on",
                          summary.rows.get("leads"))
                 refresh, selected = {}, ["leads"]  # the other resources are done
-        if notes.quota_exhausted is not None:
+        if unread:
             # what was read is loaded and the cursor set to resume; still a failed run
             for line in summary.lines():
                 log.info("%s", line)
-            raise notes.quota_exhausted
+            raise_if_incomplete(pipeline)
         return summary
     finally:
         if client is None:

@@ -24,7 +24,7 @@ from leadrat_source import settings
 if TYPE_CHECKING:
     from leadrat_source.client import LeadRatClient
     from leadrat_source.load import LoadSummary
-    from leadrat_source.source import RunNotes
+    from leadrat_source.run_report import RunNotes
 
 log = logging.getLogger("leadrat_source.progress")
 

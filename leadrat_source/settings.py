@@ -20,6 +20,12 @@ LEADS_PER_BATCH: Final = 5_000
 #: A first load of more leads than this runs as several loads (each extract, normalize
 #: and load) of about this many, so memory stays flat and progress is saved as it goes.
 MAX_LEADS_PER_RUN: Final = 100_000
+#: Per request: seconds before a request times out, and tries before giving up.
+REQUEST_TIMEOUT_SECONDS: Final = 30.0
+MAX_ATTEMPTS: Final = 8
+#: A rate limit that resets sooner than this is waited for; a later reset (the daily cap)
+#: stops the run with QuotaExhausted instead, what was read being loaded.
+MAX_WAIT_SECONDS: Final = 120.0
 #: Analytics cover this many days up to and including the snapshot date.
 ANALYTICS_DAYS: Final = 30
 #: A long scan logs how far it got this often.

@@ -49,7 +49,6 @@ from leadrat_source.lead_scan import (
     ScanProgress,
     ScanRange,
     ScanSettings,
-    ScanStats,
 )
 from leadrat_source.lead_tables import (
     NO_TAGS_MARKER,
@@ -57,25 +56,11 @@ from leadrat_source.lead_tables import (
     lead_tags_table,
     parse_timestamp,
 )
+from leadrat_source.run_report import SOURCE_NAME, RunNotes, UnreadPart
 from leadrat_source.table_docs import document
 
 DeleteMode = Literal["soft", "hard"]
 T = TypeVar("T")
-
-
-@dataclass
-class RunNotes:
-    """What the resources tell the caller of a run (a dlt source has no return channel)."""
-
-    #: The daily quota ran out: what was read is loaded, and the next run resumes.
-    quota_exhausted: QuotaExhausted | None = None
-    #: Only a part of a huge window was read (`max_leads_per_run`): load again to go on.
-    more_to_load: bool = False
-    #: The running lead scan's counters, for progress displays.
-    scan: ScanStats | None = None
-    #: `lead_tags` marker rows written (one per lead read without tags; they delete that
-    #: lead's old tags and are not kept in the table).
-    tag_markers: int = 0
 
 
 RESOURCE_NAMES = ("leads", "pipelines", "analytics")
@@ -83,29 +68,45 @@ RESOURCE_NAMES = ("leads", "pipelines", "analytics")
 SCAN_PROGRESS_KEY = "scan_progress"
 
 
+_NO_CREDENTIALS = (
+    "No LeadRat credentials: set sources.leadrat.api_key in .dlt/secrets.toml or the "
+    "environment variable SOURCES__LEADRAT__API_KEY (or sources.leadrat.bearer_token / "
+    "SOURCES__LEADRAT__BEARER_TOKEN for an OAuth token)."
+)
+
+
+def new_client(
+    base_url: str, api_key: str | None, bearer_token: str | None, timeout: float,
+    max_attempts: int, max_wait_seconds: float,
+) -> LeadRatClient:
+    """A client from resolved settings; a ConfigurationError when there are no credentials."""
+    if not api_key and not bearer_token:
+        raise ConfigurationError(_NO_CREDENTIALS)
+    return LeadRatClient(
+        base_url=base_url, api_key=api_key or None, bearer_token=bearer_token or None,
+        timeout=timeout, max_attempts=max_attempts, max_wait_seconds=max_wait_seconds,
+    )
+
+
 @with_config(sections=(known_sections.SOURCES, "leadrat"))
 def make_client(
     base_url: str = DEFAULT_BASE_URL,
     api_key: TSecretStrValue | None = dlt.secrets.value,
     bearer_token: TSecretStrValue | None = dlt.secrets.value,
-    timeout: float = 30.0,
-    max_attempts: int = 8,
+    timeout: float = settings.REQUEST_TIMEOUT_SECONDS,
+    max_attempts: int = settings.MAX_ATTEMPTS,
+    max_wait_seconds: float = settings.MAX_WAIT_SECONDS,
 ) -> LeadRatClient:
-    """A client configured the dlt way (`[sources.leadrat]`, `SOURCES__LEADRAT__API_KEY`, ...)."""
-    if not api_key and not bearer_token:
-        raise ConfigurationError(
-            "No LeadRat credentials: set sources.leadrat.api_key in .dlt/secrets.toml or the "
-            "environment variable SOURCES__LEADRAT__API_KEY (or sources.leadrat.bearer_token / "
-            "SOURCES__LEADRAT__BEARER_TOKEN for an OAuth token)."
-        )
-    return LeadRatClient(
-        base_url=base_url, api_key=api_key or None, bearer_token=bearer_token or None,
-        timeout=timeout, max_attempts=max_attempts,
-    )
+    """A client configured the dlt way (`[sources.leadrat]`, `SOURCES__LEADRAT__API_KEY`, ...),
+    for the commands that talk to the API outside a source (check, reverse sync)."""
+    return new_client(base_url, api_key, bearer_token, timeout, max_attempts, max_wait_seconds)
 
 
-@dlt.source(name="leadrat", section="leadrat", max_table_nesting=0)
+@dlt.source(name=SOURCE_NAME, section="leadrat", max_table_nesting=0)
 def leadrat_source(
+    api_key: TSecretStrValue | None = dlt.secrets.value,
+    bearer_token: TSecretStrValue | None = dlt.secrets.value,
+    base_url: str = DEFAULT_BASE_URL,
     lookback_seconds: float = settings.DEFAULT_LOOKBACK_SECONDS,
     # a plain datetime: dlt does not resolve config values into union-typed arguments
     initial_updated_at: dt.datetime = settings.DEFAULT_INITIAL_UPDATED_AT,
@@ -120,20 +121,27 @@ def leadrat_source(
     custom_field_columns: list[str] | None = None,
     leads_max_columns: int | None = None,
     snapshot_date: dt.date | str | None = None,
-    external_scheduler: bool = False,
+    timeout: float = settings.REQUEST_TIMEOUT_SECONDS,
+    max_attempts: int = settings.MAX_ATTEMPTS,
+    max_wait_seconds: float = settings.MAX_WAIT_SECONDS,
     client: LeadRatClient | None = None,
     notes: RunNotes | None = None,
 ) -> Sequence[DltResource]:
     """LeadRat as dlt resources `leads` (with `lead_tags`), `pipelines` and `analytics`.
 
-    `since`/`until` load a fixed `updated_at` window (a backfill) without touching the
-    incremental state; otherwise each run continues where the last one ended, `lookback`
-    seconds earlier. With `external_scheduler` (the Airflow DAG sets it) the scheduler's
-    data interval is the window, so a backfill or re-run of an interval loads that
-    interval. `client` lets a caller share its client (and read its request
-    counters); by default one is built from the `sources.leadrat` configuration. `notes`
-    receives what the resources report back, e.g. that the daily quota ran out: the run
-    then loads what it read, consistently, and the caller decides how to report it.
+    Credentials: `api_key` (X-API-Key) or `bearer_token` (OAuth), from dlt's secrets
+    (`[sources.leadrat]` in .dlt/secrets.toml, SOURCES__LEADRAT__API_KEY, ...); every
+    other argument can come from dlt's config the same way. `since`/`until` load a fixed
+    `updated_at` window (a backfill) without touching the incremental state; otherwise
+    each run continues where the last one ended, `lookback_seconds` earlier, starting at
+    `initial_updated_at` on the first run. `snapshot_date` (default: today, UTC) dates the
+    analytics snapshot; a scheduler passes its own date. `client` lets a caller share its
+    client (and read its request counters) instead of one built from the settings;
+    `notes` lets it follow the run (the scan's counters, for a progress display).
+
+    A run that cannot read everything (the daily quota ran out, or a huge first load
+    reached `max_leads_per_run`) loads what it read, logs a WARNING naming what is left,
+    and notes it in the pipeline state: `raise_if_incomplete(pipeline)` then raises.
     `custom_fields`, `custom_field_columns` and `leads_max_columns` say which custom
     field keys get columns of their own (see `custom_fields.py`).
     """
@@ -145,7 +153,9 @@ def leadrat_source(
     custom_fields_config = CustomFieldsConfig.from_settings(
         custom_fields, custom_field_columns, leads_max_columns
     )
-    api = client or make_client()
+    api = client or new_client(
+        base_url, api_key, bearer_token, timeout, max_attempts, max_wait_seconds
+    )
     notes = notes if notes is not None else RunNotes()
     updated_at = dlt.sources.incremental[dt.datetime](
         "updated_at",
@@ -156,7 +166,6 @@ def leadrat_source(
         # duplicates at the boundary are harmless (rows are merged on their keys), and the
         # `lead_tags` rows travelling with the leads have no `id` to deduplicate on
         primary_key=(),
-        allow_external_schedulers=external_scheduler,
     )
     resources = (
         leads_resource(
@@ -191,6 +200,7 @@ def leads_resource(
             "updated_at"
         ),
     ) -> Iterator[Any]:
+        notes.reading("leads")
         now = dt.datetime.now(dt.UTC)
         window_start = updated_at.start_value
         window_end = min(updated_at.end_value or now, now)
@@ -228,10 +238,28 @@ def leads_resource(
         builder.layout.finish(dlt.current.source_schema())
         if incremental:
             _keep_position(scanner, updated_at.get_state(), resource_state)
-        notes.quota_exhausted = scanner.stopped_by or notes.quota_exhausted
-        notes.more_to_load = scanner.partial and scanner.stopped_by is None
+        _report_unread(notes, scanner, window)
 
     return leads
+
+
+def _report_unread(notes: RunNotes, scanner: LeadScanner, window: ScanRange) -> None:
+    """Tell the caller (a WARNING and the dlt state) which leads this run left unread."""
+    if scanner.stopped_by is not None:
+        progress = scanner.progress
+        ranges = progress.unread if progress is not None else (window,)
+        what = ", ".join(_updated_between(part.start, part.end) for part in ranges[:3])
+        if len(ranges) > 3:
+            what += f" and {len(ranges) - 3} more ranges"
+        notes.left_unread(UnreadPart("leads", what, "quota", scanner.stopped_by.resets_at))
+    elif scanner.partial and scanner.read_until is not None:
+        notes.left_unread(UnreadPart(
+            "leads", _updated_between(scanner.read_until, window.end), "max_leads_per_run"
+        ))
+
+
+def _updated_between(start: dt.datetime, end: dt.datetime) -> str:
+    return f"leads updated from {start.isoformat()} to {end.isoformat()}"
 
 
 def _keep_position(scanner: LeadScanner, cursor_state: IncrementalColumnState,
@@ -332,12 +360,14 @@ def _batches(pages: Iterator[list[dict[str, Any]]], size: int) -> Iterator[list[
         yield batch
 
 
-def _unless_quota_spent(notes: RunNotes, read: Callable[[], T]) -> T | None:
-    """`read()`, or None (noted) when the daily quota is spent: the table keeps its rows."""
+def _unless_quota_spent(notes: RunNotes, resource: str, what: str, read: Callable[[], T]
+                        ) -> T | None:
+    """`read()`, or None (noted) when the daily quota is spent: the tables keep their rows."""
+    notes.reading(resource)
     try:
         return read()
     except QuotaExhausted as error:
-        notes.quota_exhausted = error
+        notes.left_unread(UnreadPart(resource, what, "quota", error.resets_at))
         return None
 
 
@@ -351,7 +381,8 @@ def pipelines_resource(client: LeadRatClient, notes: RunNotes) -> DltResource:
     )
     def pipelines() -> Iterator[Any]:
         pipelines = _unless_quota_spent(
-            notes, lambda: list(client.pipelines.iter(per_page=settings.PER_PAGE))
+            notes, "pipelines", "pipelines and their stages (the tables keep the last ones)",
+            lambda: list(client.pipelines.iter(per_page=settings.PER_PAGE)),
         )
         if pipelines is None:
             return
@@ -375,18 +406,12 @@ def pipelines_resource(client: LeadRatClient, notes: RunNotes) -> DltResource:
 
 
 def _snapshot_date(value: dt.date | str | None) -> dt.date:
-    """The run's snapshot date: given, else the scheduler's interval, else today (UTC)."""
+    """The run's snapshot date: given, else today (UTC)."""
     if isinstance(value, dt.date):
         return value
     if isinstance(value, str):
         return dt.date.fromisoformat(value)
-    try:
-        from airflow.sdk import get_current_context  # type: ignore[import-not-found]
-
-        interval_start = get_current_context()["data_interval_start"]
-        return dt.date(interval_start.year, interval_start.month, interval_start.day)
-    except Exception:  # noqa: BLE001 - not inside an Airflow task (or no Airflow at all)
-        return dt.datetime.now(dt.UTC).date()
+    return dt.datetime.now(dt.UTC).date()
 
 
 def analytics_resource(client: LeadRatClient, notes: RunNotes, snapshot_date: dt.date
@@ -405,7 +430,7 @@ def analytics_resource(client: LeadRatClient, notes: RunNotes, snapshot_date: dt
     def analytics() -> Iterator[Any]:
         # all three read before any is written, so a day's snapshot is never half new
         reports = _unless_quota_spent(
-            notes,
+            notes, "analytics", f"the analytics snapshot of {snapshot_date.isoformat()}",
             lambda: (
                 client.analytics.summary(date_from, snapshot_date),
                 client.analytics.sources(date_from, snapshot_date),

@@ -26,6 +26,7 @@ from leadrat_source.load import (
     pending_packages,
     pipeline_name_for,
 )
+from leadrat_source.run_report import leads_cursor
 
 RECENT_LOADS = 5
 
@@ -64,12 +65,6 @@ class StatusReport:
             lines.append(f"load {load_id}: {state} at {inserted_at}")
         lines.append(f"last error: {self.last_error or 'none'}")
         return lines
-
-
-def _cursor(state: dict[str, Any]) -> Any:
-    resources = state.get("sources", {}).get("leadrat", {}).get("resources", {})
-    incremental = resources.get("leads", {}).get("incremental", {}).get("updated_at", {})
-    return incremental.get("last_value")
 
 
 def warehouse_location(pipeline: Pipeline) -> str:
@@ -111,7 +106,7 @@ def run_status(request: LoadRequest) -> StatusReport:
     pipeline, restored = open_pipeline(request, profile)
     report = StatusReport(pipeline.pipeline_name, profile.name, pipeline.dataset_name,
                           location=warehouse_location(pipeline), restored=restored)
-    report.cursor = _cursor(pipeline.state)  # type: ignore[arg-type]
+    report.cursor = leads_cursor(pipeline.state)
     report.pending_packages = pending_packages(pipeline)
     trace = pipeline.last_trace
     if trace is not None:
