@@ -191,24 +191,33 @@ def finish_interrupted(pipeline: Pipeline) -> int:
     return pending
 
 
-def load_window(request: LoadRequest, pipeline: Pipeline
-                ) -> tuple[dt.datetime | None, dt.datetime | None]:
-    """The `since`/`until` of the leads to read; (None, None) means incremental."""
+@dataclass(frozen=True)
+class LeadsWindow:
+    """Which leads a run reads: `since`/`until` a fixed window (the cursor stays), else
+    incrementally from the cursor up to `updated_before` (None: now)."""
+
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    updated_before: dt.datetime | None = None
+
+
+def load_window(request: LoadRequest, pipeline: Pipeline) -> LeadsWindow:
+    """The leads window of a request (see `LoadRequest.interval` for a scheduler's)."""
     if request.interval is None:
         if request.since is not None and request.until is None:
             # a window with no end would otherwise fall back to the incremental state
-            return request.since, dt.datetime.now(dt.UTC)
-        return request.since, request.until
+            return LeadsWindow(request.since, dt.datetime.now(dt.UTC))
+        return LeadsWindow(request.since, request.until)
     start, end = request.interval
     pipeline.sync_destination()  # a scheduler's worker may have no local state
     cursor = leads_cursor(pipeline.state)
     if cursor is None or cursor <= start:
         log.info("interval %s to %s: incremental from the cursor (%s)", start, end,
                  cursor or "none yet: the whole history")
-        return None, None
+        return LeadsWindow(updated_before=end)
     log.info("interval %s to %s: the cursor (%s) is past its start, loading the interval "
              "as a window", start, end, cursor)
-    return start, end
+    return LeadsWindow(start, end)
 
 
 def run_load(
@@ -235,7 +244,7 @@ def run_load(
             summary = LoadSummary(pipeline.pipeline_name, profile.name, pipeline.dataset_name)
             progress.summary = summary
             summary.resumed_packages = finish_interrupted(pipeline)
-            since, until = load_window(request, pipeline)
+            window = load_window(request, pipeline)
             refresh: dict[str, Any] = (
                 {"refresh": "drop_sources"} if request.full_refresh else {}
             )
@@ -244,8 +253,9 @@ def run_load(
                 notes = RunNotes()
                 progress.follow(notes, api)
                 source = leadrat_source(
-                    since=since, until=until, snapshot_date=request.snapshot_date,
-                    client=api, notes=notes,
+                    since=window.since, until=window.until,
+                    updated_before=window.updated_before,
+                    snapshot_date=request.snapshot_date, client=api, notes=notes,
                 )
                 if selected:
                     source = source.with_resources(*selected)

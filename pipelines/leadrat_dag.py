@@ -1,26 +1,36 @@
-"""Airflow 3 DAG `leadrat`: each hour, load the leads updated in the hour's data interval,
-then push warehouse lead scores back into LeadRat.
+"""Airflow 3 DAG `leadrat`: every hour, load LeadRat into the warehouse, then push
+warehouse lead scores back into LeadRat.
 
-- The load runs in dlt's `PipelineTasksGroup`. The data interval is the `updated_at`
-  window (`external_scheduler=True`), so a backfill or a cleared past run loads exactly
-  its interval; the analytics snapshot is the interval's start date.
-- dlt's state is not kept on the worker: the group runs each task in a fresh temporary
-  pipelines folder and wipes it afterwards (`wipe_local_data=True`); dlt restores the
-  pipeline state and schema from the destination at the start of every run. An interval
-  run does not need the state anyway: its window comes from Airflow.
+- **First deployment needs no manual step.** The load task keeps no dlt state on the
+  worker (a temporary pipelines folder per try): dlt restores the state from the
+  destination. On an empty warehouse there is none, so the first run loads the
+  account's whole history (from `initial_updated_at`) up to now, however old its data
+  interval; each later run continues from the incremental cursor, so the hours go on
+  from there, and a run after downtime (`catchup=False` skips the missed intervals)
+  fills the gap.
+- **A re-run or backfill of a past interval** (the cursor is already past the
+  interval's start) loads exactly that interval as a window, without moving the cursor:
+  `airflow tasks clear leadrat -s <start> -e <end>` or `airflow backfill create ...`.
+- **The daily quota runs out during the task:** what was read is loaded and the cursor
+  set where the gap-free part ends (the history of a first load is kept too); the task
+  does not succeed but goes to `up_for_reschedule` until LeadRat's X-RateLimit-Reset
+  (`AirflowRescheduleException`, which spends no retry and holds no worker slot), then
+  reads the rest. The next intervals wait behind it (`max_active_runs=1`).
+- The analytics snapshot is dated by the data interval's start.
 - `reverse_sync` runs after a successful load and is skipped, with the reason in its log,
   while the dataset has no `lead_scores` table (nothing to push yet).
 
 Configuration, read when the file is parsed and when tasks run (set it in the
 environment of the scheduler, DAG processor and workers, or in `.dlt/` in the DAGs
-folder, where dlt's helper points DLT_PROJECT_DIR):
-- SOURCES__LEADRAT__API_KEY (secret), SOURCES__LEADRAT__BASE_URL;
+folder, which becomes DLT_PROJECT_DIR unless that is set):
+- SOURCES__LEADRAT__API_KEY (secret), SOURCES__LEADRAT__BASE_URL, and any other
+  `sources.leadrat` setting (e.g. SOURCES__LEADRAT__MAX_WAIT_SECONDS: a rate-limit reset
+  further away than this reschedules the task instead of holding the worker);
 - LEADRAT__DESTINATION: a profile of destinations.toml (default `duckdb`), whose
   credentials resolve as usual (DESTINATION__<PROFILE>__CREDENTIALS);
 - LEADRAT__DATASET: the dataset (default: the profile's, else `leadrat`);
-- for DuckDB, DESTINATION__DUCKDB__CREDENTIALS must be an absolute file path: the group
-  points dlt's local directory at its temporary folder, where a relative file would be
-  lost after each run.
+- for DuckDB, DESTINATION__DUCKDB__CREDENTIALS must be an absolute file path (a relative
+  one would land in whatever directory the worker runs in).
 A configuration or authentication problem fails the task at once, without retries.
 """
 
@@ -29,26 +39,43 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-from typing import cast
+import tempfile
+from pathlib import Path
 
 import dlt
 from airflow.sdk import CronDataIntervalTimetable, dag, get_current_context, task
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
-from dlt.common.destination import TLoaderFileFormat
+from airflow.sdk.exceptions import (
+    AirflowFailException,
+    AirflowRescheduleException,
+    AirflowSkipException,
+)
+from dlt.common.configuration.container import Container
+from dlt.common.configuration.specs.pluggable_run_context import PluggableRunContext
 from dlt.common.destination.exceptions import DestinationUndefinedEntity
-from dlt.extract import DltSource
-from dlt.helpers.airflow_helper import PipelineTasksGroup
 
+from leadrat_source import settings
 from leadrat_source.cli import EXIT_AUTH, EXIT_USAGE, exit_code_for
 from leadrat_source.destinations import DestinationProfile, get_profile
-from leadrat_source.load import LoadRequest, make_pipeline
+from leadrat_source.errors import QuotaExhausted
+from leadrat_source.load import LoadRequest, run_load
 from leadrat_source.reverse_sync import ReverseSyncRequest, run_reverse_sync
-from leadrat_source.source import leadrat_source, make_client
 
 log = logging.getLogger("leadrat_source.airflow")
 
 #: The table the reverse sync reads (leadrat_source/reverse_sync/reader.py).
 LEAD_SCORES_TABLE = "lead_scores"
+#: X-RateLimit-Reset has whole seconds: come back a little after it.
+RESCHEDULE_MARGIN = dt.timedelta(seconds=5)
+#: When the API named no reset time, look again after this long.
+RESCHEDULE_UNKNOWN_RESET = dt.timedelta(minutes=15)
+
+
+def use_dags_folder_config() -> None:
+    """Read `.dlt/` from the DAGs folder unless DLT_PROJECT_DIR says otherwise (what dlt's
+    own Airflow helper does: set the variable, then have dlt reload its config providers)."""
+    if "DLT_PROJECT_DIR" not in os.environ:
+        os.environ["DLT_PROJECT_DIR"] = str(Path(__file__).resolve().parent)
+        Container()[PluggableRunContext].reload_providers()
 
 
 def fail_fast_on_bad_setup(error: BaseException) -> BaseException:
@@ -56,6 +83,16 @@ def fail_fast_on_bad_setup(error: BaseException) -> BaseException:
     if exit_code_for(error) in (EXIT_USAGE, EXIT_AUTH):
         return AirflowFailException(str(error))
     return error
+
+
+def reschedule_after(error: QuotaExhausted) -> AirflowRescheduleException:
+    """Come back once LeadRat's quota is back; what was read is already loaded."""
+    if error.resets_at is not None:
+        when = error.resets_at + RESCHEDULE_MARGIN
+    else:
+        when = dt.datetime.now(dt.UTC) + RESCHEDULE_UNKNOWN_RESET
+    log.warning("%s; rescheduling the load for %s", error, when.isoformat())
+    return AirflowRescheduleException(reschedule_date=when)
 
 
 def check_duckdb_file(profile: DestinationProfile) -> None:
@@ -68,26 +105,32 @@ def check_duckdb_file(profile: DestinationProfile) -> None:
         now = f"it is {path!r}" if path else "it is unset"
         raise AirflowFailException(
             f"set DESTINATION__{profile.name.upper()}__CREDENTIALS to the absolute path of "
-            f"the DuckDB file ({now}): under Airflow a relative path lands in the task's "
-            "temporary folder and is lost after the run"
+            f"the DuckDB file ({now}): under Airflow a relative path lands in the worker's "
+            "working directory, which changes between runs"
         )
 
 
-def interval_source() -> DltSource:
-    """The source for the running task's data interval (called when the task runs, so
-    neither the API key nor the interval is needed to parse the DAG). Bad credentials
-    fail here, before dlt starts and wraps errors in its own."""
-    interval_start = get_current_context()["data_interval_start"]
-    try:
-        with make_client() as client:
-            # one lead: a wrong or revoked key fails the task now instead of after retries
-            client.leads.list_page(per_page=1)
-        return leadrat_source(
-            external_scheduler=True,
-            snapshot_date=dt.date(interval_start.year, interval_start.month, interval_start.day),
+def load_interval(profile: DestinationProfile, dataset: str | None) -> None:
+    """Load the running task's data interval (see the module doc for which window)."""
+    context = get_current_context()
+    start, end = context["data_interval_start"], context["data_interval_end"]
+    if start is None or end is None:
+        raise AirflowFailException("the leadrat DAG needs a data interval (a timetable's run)")
+    check_duckdb_file(profile)
+    # no dlt state on the worker: dlt restores it from the destination each try
+    with tempfile.TemporaryDirectory(prefix="leadrat-dlt-") as pipelines_dir:
+        request = LoadRequest(
+            destination=profile.name, dataset=dataset, pipelines_dir=pipelines_dir,
+            interval=(start, end), snapshot_date=dt.date(start.year, start.month, start.day),
         )
-    except Exception as error:
-        raise fail_fast_on_bad_setup(error) from error
+        try:
+            summary = run_load(request)
+        except QuotaExhausted as error:
+            raise reschedule_after(error) from error
+        except Exception as error:
+            raise fail_fast_on_bad_setup(error) from error
+    for line in summary.lines():
+        log.info("%s", line)
 
 
 def lead_scores_exist(profile: DestinationProfile, dataset_name: str) -> bool:
@@ -111,36 +154,32 @@ def lead_scores_exist(profile: DestinationProfile, dataset_name: str) -> bool:
     tags=["leadrat", "dlt"],
 )
 def leadrat() -> None:
-    # The group must exist before dlt.pipeline(): it sets dlt's data folder for the run.
-    group = PipelineTasksGroup("leadrat_load", use_data_folder=False, wipe_local_data=True)
+    use_dags_folder_config()
     profile = get_profile(dlt.config.get("leadrat.destination"))
-    request = LoadRequest(destination=profile.name, dataset=dlt.config.get("leadrat.dataset"))
-    pipeline = make_pipeline(request, profile)
-    load = group.add_run(
-        pipeline,
-        interval_source,
-        decompose="none",
-        loader_file_format=cast(TLoaderFileFormat, profile.loader_file_format),
-        on_before_run=lambda: check_duckdb_file(profile),
-    )
+    dataset: str | None = dlt.config.get("leadrat.dataset")
+    dataset_name = dataset or profile.dataset_name or settings.DATASET_NAME
+
+    @task(task_id="load")
+    def load() -> None:
+        load_interval(profile, dataset)
 
     @task(task_id="reverse_sync")
     def reverse_sync() -> None:
-        if not lead_scores_exist(profile, pipeline.dataset_name):
+        if not lead_scores_exist(profile, dataset_name):
             raise AirflowSkipException(
-                f"no {LEAD_SCORES_TABLE} table in dataset {pipeline.dataset_name!r} of "
+                f"no {LEAD_SCORES_TABLE} table in dataset {dataset_name!r} of "
                 f"{profile.name}: nothing to push back yet (create it with your scoring model)"
             )
         try:
             summary = run_reverse_sync(
-                ReverseSyncRequest(destination=profile.name, dataset=pipeline.dataset_name)
+                ReverseSyncRequest(destination=profile.name, dataset=dataset_name)
             )
         except Exception as error:
             raise fail_fast_on_bad_setup(error) from error
         for line in summary.lines():
             log.info("%s", line)
 
-    load[-1] >> reverse_sync()
+    load() >> reverse_sync()
 
 
 leadrat()
