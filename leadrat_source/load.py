@@ -44,8 +44,8 @@ class LoadRequest:
     until: dt.datetime | None = None
     full_refresh: bool = False
     #: A scheduler's data interval `[start, end)`. While the cursor has not passed its
-    #: start, the run is incremental (so the first run on an empty warehouse loads the
-    #: whole history, and a run after downtime fills the gap); once the cursor is past
+    #: start, the run is incremental up to its end (so the first run on an empty warehouse
+    #: loads the whole history, and a run after downtime fills the gap); once the cursor is past
     #: it (a re-run or backfill of a past interval), the interval is loaded as a window.
     interval: tuple[dt.datetime, dt.datetime] | None = None
     #: The analytics snapshot's date; None means today (UTC).

@@ -26,7 +26,7 @@ from leadrat_source.load import (
     pending_packages,
     pipeline_name_for,
 )
-from leadrat_source.run_report import leads_cursor
+from leadrat_source.run_report import leads_cursor, unread_parts
 
 RECENT_LOADS = 5
 
@@ -45,6 +45,8 @@ class StatusReport:
     rows: dict[str, int] = field(default_factory=dict)
     recent_loads: list[tuple[str, int, Any]] = field(default_factory=list)
     last_error: str | None = None
+    #: what the last run left unread (see run_report): the next run loads it
+    unread: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         lines = [
@@ -64,6 +66,7 @@ class StatusReport:
             state = "loaded" if load_status == 0 else f"status {load_status}"
             lines.append(f"load {load_id}: {state} at {inserted_at}")
         lines.append(f"last error: {self.last_error or 'none'}")
+        lines += [f"left unread by the last run: {part}" for part in self.unread]
         return lines
 
 
@@ -107,6 +110,7 @@ def run_status(request: LoadRequest) -> StatusReport:
     report = StatusReport(pipeline.pipeline_name, profile.name, pipeline.dataset_name,
                           location=warehouse_location(pipeline), restored=restored)
     report.cursor = leads_cursor(pipeline.state)
+    report.unread = [part.describe() for part in unread_parts(pipeline)]
     report.pending_packages = pending_packages(pipeline)
     trace = pipeline.last_trace
     if trace is not None:

@@ -66,7 +66,7 @@ def test_plain_dlt_run_loads_every_lead_and_the_other_resources(tmp_path: Path) 
         done = run_script(server, tmp_path)
         assert done.returncode == 0, done.stderr[-3000:]
         expected = sandbox_leads(server)
-        pipelines = server.stats()
+        stats = server.stats()
         assert assert_exact_subset(tmp_path, expected) == len(expected)
         assert "WARNING" not in done.stderr, done.stderr[-2000:]
         with duckdb.connect(str(tmp_path / WAREHOUSE_FILE), read_only=True) as connection:
@@ -75,7 +75,13 @@ def test_plain_dlt_run_loads_every_lead_and_the_other_resources(tmp_path: Path) 
                 "where table_schema = 'leadrat'").fetchall()}
         assert {"leads", "lead_tags", "pipelines", "pipeline_stages", "analytics_summary",
                 "analytics_sources", "analytics_funnel"} <= tables
-        assert pipelines["requests"] > 0
+        # a page per 100 leads, the pipelines, the three reports, and at most two spare
+        assert stats["requests"] <= math.ceil(len(expected) / 100) + 4 + 2, stats
+        # the key (a dlt secret in the source's signature) is in no output, trace or state
+        assert server.read_key not in done.stdout + done.stderr
+        for path in (tmp_path / "dlt").rglob("*"):
+            if path.is_file():
+                assert server.read_key.encode() not in path.read_bytes(), path
 
 
 def test_with_resources_and_a_backfill_window_load_only_that(tmp_path: Path) -> None:
@@ -155,3 +161,39 @@ def test_huge_first_load_stops_at_max_leads_per_run_warns_and_goes_on(tmp_path: 
                              r"max_leads_per_run", done.stderr), done.stderr[-3000:]
     assert len(runs) >= 2 and runs[0][1] < leads, f"the first run was not cut: {runs}"
     assert runs[-1] == (0, leads), runs
+
+
+def test_cli_load_cut_by_the_quota_exits_4_and_status_names_what_is_left(
+    tmp_path: Path,
+) -> None:
+    """`leadrat load` reads the same notes as a user's script: exit 4, the unread leads in
+    its error, and `leadrat status` lists them until a run completes."""
+    config = SandboxConfig(leads=1_500, seed=9, rate_limit=0, plan="pro", daily_cap=6)
+    with Sandbox.spawn(config) as server:
+        env = {
+            "PATH": os.environ["PATH"], "HOME": str(tmp_path), "LANG": "C.UTF-8",
+            "PYTHONPATH": os.environ.get("PYTHONPATH", str(PROJECT_DIR)),
+            "DLT_DATA_DIR": str(tmp_path / "dlt"), "RUNTIME__DLTHUB_TELEMETRY": "false",
+            "DESTINATION__DUCKDB__CREDENTIALS": str(tmp_path / "warehouse.duckdb"),
+            "SOURCES__LEADRAT__API_KEY": server.read_key,
+            "SOURCES__LEADRAT__BASE_URL": server.base_url,
+        }
+
+        def leadrat(command: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, "-m", "leadrat_source.cli", command],
+                                  cwd=tmp_path, env=env, capture_output=True, text=True,
+                                  timeout=120, check=False)
+
+        load = leadrat("load")
+        status = leadrat("status")
+        expected = sandbox_leads(server)
+    assert load.returncode == 4, load.stderr[-3000:]
+    assert re.search(r"leads: not loaded: leads updated from \S+ to \S+; the LeadRat request "
+                     r"quota is spent and resets at", load.stderr), load.stderr[-3000:]
+    assert status.returncode == 0, status.stderr[-3000:]
+    assert re.search(r"left unread by the last run: leads: not loaded: leads updated from",
+                     status.stdout), status.stdout
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as connection:
+        rows = connection.sql("select id, updated_at from leadrat.leads").fetchall()
+    assert 0 < len(rows) < len(expected)
+    assert {lead_id: expected[lead_id] for lead_id, _ in rows} == dict(rows)
