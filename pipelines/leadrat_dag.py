@@ -17,6 +17,8 @@ warehouse lead scores back into LeadRat.
   (`AirflowRescheduleException`, which spends no retry and holds no worker slot), then
   reads the rest. The next intervals wait behind it (`max_active_runs=1`).
 - The analytics snapshot is dated by the data interval's start.
+- No task keeps dlt state on the worker: each try works in a temporary pipelines folder
+  and dlt restores the state (cursor, reverse-sync ledger) from the destination.
 - `reverse_sync` runs after a successful load and is skipped, with the reason in its log,
   while the dataset has no `lead_scores` table (nothing to push yet).
 
@@ -110,6 +112,13 @@ def check_duckdb_file(profile: DestinationProfile) -> None:
         )
 
 
+def worker_pipelines_dir() -> tempfile.TemporaryDirectory[str]:
+    """dlt's pipelines folder for one task try, removed afterwards: no dlt state is kept
+    on workers (dlt restores it from the destination), so no worker's stale local state
+    (say, of an earlier warehouse) can ever be taken for the warehouse's own."""
+    return tempfile.TemporaryDirectory(prefix="leadrat-dlt-")
+
+
 def load_interval(profile: DestinationProfile, dataset: str | None) -> None:
     """Load the running task's data interval (see the module doc for which window)."""
     context = get_current_context()
@@ -117,8 +126,7 @@ def load_interval(profile: DestinationProfile, dataset: str | None) -> None:
     if start is None or end is None:
         raise AirflowFailException("the leadrat DAG needs a data interval (a timetable's run)")
     check_duckdb_file(profile)
-    # no dlt state on the worker: dlt restores it from the destination each try
-    with tempfile.TemporaryDirectory(prefix="leadrat-dlt-") as pipelines_dir:
+    with worker_pipelines_dir() as pipelines_dir:
         request = LoadRequest(
             destination=profile.name, dataset=dataset, pipelines_dir=pipelines_dir,
             interval=(start, end), snapshot_date=dt.date(start.year, start.month, start.day),
@@ -170,12 +178,14 @@ def leadrat() -> None:
                 f"no {LEAD_SCORES_TABLE} table in dataset {dataset_name!r} of "
                 f"{profile.name}: nothing to push back yet (create it with your scoring model)"
             )
-        try:
-            summary = run_reverse_sync(
-                ReverseSyncRequest(destination=profile.name, dataset=dataset_name)
+        with worker_pipelines_dir() as pipelines_dir:
+            request = ReverseSyncRequest(
+                destination=profile.name, dataset=dataset_name, pipelines_dir=pipelines_dir
             )
-        except Exception as error:
-            raise fail_fast_on_bad_setup(error) from error
+            try:
+                summary = run_reverse_sync(request)
+            except Exception as error:
+                raise fail_fast_on_bad_setup(error) from error
         for line in summary.lines():
             log.info("%s", line)
 
