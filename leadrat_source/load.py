@@ -43,10 +43,10 @@ class LoadRequest:
     since: dt.datetime | None = None
     until: dt.datetime | None = None
     full_refresh: bool = False
-    #: A scheduler's data interval `[start, end)`. While the cursor has not passed its
-    #: start, the run is incremental up to its end (so the first run on an empty warehouse
-    #: loads the whole history, and a run after downtime fills the gap); once the cursor is past
-    #: it (a re-run or backfill of a past interval), the interval is loaded as a window.
+    #: A scheduler's data interval `[start, end)`. While the cursor has not reached its
+    #: end, the run is incremental (so the first run on an empty warehouse loads the whole
+    #: history, and a run after downtime fills the gap); once the cursor is past it (a
+    #: re-run or backfill of a past interval), the interval is loaded as a window.
     interval: tuple[dt.datetime, dt.datetime] | None = None
     #: The analytics snapshot's date; None means today (UTC).
     snapshot_date: dt.date | None = None
@@ -191,33 +191,24 @@ def finish_interrupted(pipeline: Pipeline) -> int:
     return pending
 
 
-@dataclass(frozen=True)
-class LeadsWindow:
-    """Which leads a run reads: `since`/`until` a fixed window (the cursor stays), else
-    incrementally from the cursor up to `updated_before` (None: now)."""
-
-    since: dt.datetime | None = None
-    until: dt.datetime | None = None
-    updated_before: dt.datetime | None = None
-
-
-def load_window(request: LoadRequest, pipeline: Pipeline) -> LeadsWindow:
-    """The leads window of a request (see `LoadRequest.interval` for a scheduler's)."""
+def load_window(request: LoadRequest, pipeline: Pipeline
+                ) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """The `since`/`until` of the leads to read; (None, None) means incremental."""
     if request.interval is None:
         if request.since is not None and request.until is None:
             # a window with no end would otherwise fall back to the incremental state
-            return LeadsWindow(request.since, dt.datetime.now(dt.UTC))
-        return LeadsWindow(request.since, request.until)
+            return request.since, dt.datetime.now(dt.UTC)
+        return request.since, request.until
     start, end = request.interval
     pipeline.sync_destination()  # a scheduler's worker may have no local state
     cursor = leads_cursor(pipeline.state)
-    if cursor is None or cursor <= start:
+    if cursor is None or cursor < end:
         log.info("interval %s to %s: incremental from the cursor (%s)", start, end,
                  cursor or "none yet: the whole history")
-        return LeadsWindow(updated_before=end)
-    log.info("interval %s to %s: the cursor (%s) is past its start, loading the interval "
-             "as a window", start, end, cursor)
-    return LeadsWindow(start, end)
+        return None, None
+    log.info("interval %s to %s: the cursor (%s) is past it, loading the interval as a "
+             "window", start, end, cursor)
+    return start, end
 
 
 def run_load(
@@ -244,7 +235,7 @@ def run_load(
             summary = LoadSummary(pipeline.pipeline_name, profile.name, pipeline.dataset_name)
             progress.summary = summary
             summary.resumed_packages = finish_interrupted(pipeline)
-            window = load_window(request, pipeline)
+            since, until = load_window(request, pipeline)
             refresh: dict[str, Any] = (
                 {"refresh": "drop_sources"} if request.full_refresh else {}
             )
@@ -253,9 +244,8 @@ def run_load(
                 notes = RunNotes()
                 progress.follow(notes, api)
                 source = leadrat_source(
-                    since=window.since, until=window.until,
-                    updated_before=window.updated_before,
-                    snapshot_date=request.snapshot_date, client=api, notes=notes,
+                    since=since, until=until, snapshot_date=request.snapshot_date,
+                    client=api, notes=notes,
                 )
                 if selected:
                     source = source.with_resources(*selected)

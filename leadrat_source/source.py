@@ -112,7 +112,6 @@ def leadrat_source(
     initial_updated_at: dt.datetime = settings.DEFAULT_INITIAL_UPDATED_AT,
     since: dt.datetime | str | None = None,
     until: dt.datetime | str | None = None,
-    updated_before: dt.datetime | str | None = None,
     delete_mode: str = "soft",
     history: bool = False,
     workers: int = settings.DEFAULT_WORKERS,
@@ -135,8 +134,7 @@ def leadrat_source(
     other argument can come from dlt's config the same way. `since`/`until` load a fixed
     `updated_at` window (a backfill) without touching the incremental state; otherwise
     each run continues where the last one ended, `lookback_seconds` earlier, starting at
-    `initial_updated_at` on the first run, and reads up to now or `updated_before` (a
-    scheduler passes its interval's end, so the cursor never runs ahead of its intervals).
+    `initial_updated_at` on the first run.
     `snapshot_date` (default: today, UTC) dates the
     analytics snapshot; a scheduler passes its own date. `client` lets a caller share its
     client (and read its request counters) instead of one built from the settings;
@@ -206,7 +204,7 @@ def leads_resource(
         notes.reading("leads")
         now = dt.datetime.now(dt.UTC)
         window_start = updated_at.start_value
-        window_end = min(updated_at.end_value or updated_before or now, now)
+        window_end = min(updated_at.end_value or now, now)
         if window_start is None or window_start >= window_end:
             return
         tags_disposition = hints.newest_wins(dlt.current.resource(), dlt.current.pipeline())

@@ -5,11 +5,11 @@ warehouse lead scores back into LeadRat.
   worker (a temporary pipelines folder per try): dlt restores the state from the
   destination. On an empty warehouse there is none, so the first run loads the
   account's whole history (from `initial_updated_at`) up to now, however old its data
-  interval; each later run continues from the incremental cursor, so the hours go on
-  from there, and a run after downtime (`catchup=False` skips the missed intervals)
-  fills the gap.
+  interval; each later run whose interval the cursor has not passed continues from the
+  cursor, so the hours go on from there, and a run after downtime (`catchup=False`
+  skips the missed intervals) fills the gap.
 - **A re-run or backfill of a past interval** (the cursor is already past the
-  interval's start) loads exactly that interval as a window, without moving the cursor:
+  interval's end) loads exactly that interval as a window, without moving the cursor:
   `airflow tasks clear leadrat -s <start> -e <end>` or `airflow backfill create ...`.
 - **The daily quota runs out during the task:** what was read is loaded and the cursor
   set where the gap-free part ends (the history of a first load is kept too); the task
