@@ -1,9 +1,9 @@
 """`leadrat`: the command line. It only maps flags onto the library and errors onto exit codes.
 
-Exit codes: 0 ok; 2 usage or configuration error; 3 authentication or permission;
-4 quota exhausted (state is consistent: the next run resumes); 130 interrupted (Ctrl-C);
-1 anything else. With `--log-format json` every command ends with one structured line
-(`"event": "run_finished"`: exit code, duration and, for a load, rows and requests).
+Exit codes (exit_codes.py): 0 ok; 2 usage or configuration error; 3 authentication or
+permission; 4 quota exhausted (the next run resumes); 130 interrupted; 1 anything else.
+With `--log-format json` every command ends with one structured line (`"event":
+"run_finished"`: exit code, duration and, for a load, rows and requests).
 """
 
 from __future__ import annotations
@@ -19,21 +19,17 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from leadrat_source import __version__
-from leadrat_source.errors import (
-    AuthenticationFailed,
-    ConfigurationError,
-    LeadRatError,
-    PermissionDenied,
-    QuotaExhausted,
+from leadrat_source.errors import LeadRatError
+from leadrat_source.exit_codes import (
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    exit_code_for,
+    root_cause,
 )
 from leadrat_source.lead_tables import parse_timestamp
 from leadrat_source.load import LoadRequest
 from leadrat_source.sandbox.cli import add_sandbox_parser
 from leadrat_source.webhooks.command import add_webhooks_parser
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_AUTH, EXIT_QUOTA = 0, 1, 2, 3, 4
-#: The shell's code for a process ended by SIGINT (128 + 2).
-EXIT_INTERRUPTED = 130
 
 log = logging.getLogger("leadrat_source.cli")
 
@@ -149,44 +145,6 @@ def cmd_status(args: argparse.Namespace) -> int:
     return _report(run_status(_target(args)).lines())
 
 
-def exit_code_for(error: BaseException) -> int:
-    """Map an error (possibly wrapped by dlt) onto the documented exit codes."""
-    cause = _root_cause(error)
-    if isinstance(cause, KeyboardInterrupt):
-        return EXIT_INTERRUPTED
-    if isinstance(cause, ConfigurationError):
-        return EXIT_USAGE
-    if isinstance(cause, (AuthenticationFailed, PermissionDenied)):
-        return EXIT_AUTH
-    if isinstance(cause, QuotaExhausted):
-        return EXIT_QUOTA
-    if _is_configuration_problem(cause):
-        return EXIT_USAGE
-    return EXIT_FAILED
-
-
-def _root_cause(error: BaseException) -> BaseException:
-    """The first LeadRat error in the chain dlt wraps around it, else the innermost error."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    last = error
-    while current is not None and id(current) not in seen:
-        if isinstance(current, LeadRatError):
-            return current
-        seen.add(id(current))
-        last = current
-        current = getattr(current, "exception", None) or current.__cause__ or current.__context__
-    return last
-
-
-def _is_configuration_problem(error: BaseException) -> bool:
-    """A setting dlt cannot resolve, or a destination whose extra is not installed."""
-    from dlt.common.configuration.exceptions import ConfigurationException
-    from dlt.common.exceptions import MissingDependencyException
-
-    return isinstance(error, (ConfigurationException, MissingDependencyException))
-
-
 def _describe(error: BaseException) -> str:
     from dlt.common.configuration.exceptions import ConfigFieldMissingException
     from dlt.common.exceptions import MissingDependencyException
@@ -196,7 +154,7 @@ def _describe(error: BaseException) -> str:
         describe_missing_dependency,
     )
 
-    cause = _root_cause(error)
+    cause = root_cause(error)
     if isinstance(cause, LeadRatError):
         return str(cause)
     if isinstance(cause, ConfigFieldMissingException):

@@ -56,9 +56,9 @@ from dlt.common.configuration.specs.pluggable_run_context import PluggableRunCon
 from dlt.common.destination.exceptions import DestinationUndefinedEntity
 
 from leadrat_source import settings
-from leadrat_source.cli import EXIT_AUTH, EXIT_USAGE, exit_code_for
 from leadrat_source.destinations import DestinationProfile, get_profile
 from leadrat_source.errors import QuotaExhausted
+from leadrat_source.exit_codes import EXIT_AUTH, EXIT_USAGE, exit_code_for
 from leadrat_source.load import LoadRequest, run_load
 from leadrat_source.reverse_sync import ReverseSyncRequest, run_reverse_sync
 

@@ -17,11 +17,13 @@ import signal
 import sys
 import threading
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from leadrat_source.contract import PLANS
-from leadrat_source.sandbox.config import SandboxConfig
-from leadrat_source.sandbox.service import Sandbox
+
+if TYPE_CHECKING:  # the server loads only when the command runs (see run_sandbox)
+    from leadrat_source.sandbox.config import SandboxConfig
+    from leadrat_source.sandbox.service import Sandbox
 
 FAULT_FLAGS = ("error_rate", "gateway_error_rate", "spurious_429_rate", "drop_rate",
                "truncate_rate", "drift_rate")
@@ -94,6 +96,8 @@ def add_sandbox_parser(subparsers: Any, **parser_options: Any) -> argparse.Argum
 
 
 def config_from_args(args: argparse.Namespace) -> SandboxConfig:
+    from leadrat_source.sandbox.config import SandboxConfig
+
     def env(name: str | None) -> str | None:
         if name is None:
             return None
@@ -115,6 +119,8 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
 
 
 def run_sandbox(args: argparse.Namespace) -> int:
+    from leadrat_source.sandbox.service import Sandbox
+
     sandbox = Sandbox(config_from_args(args))
     faults = {name: getattr(args, name) for name in FAULT_FLAGS if getattr(args, name)}
     if args.latency_ms:
