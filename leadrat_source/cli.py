@@ -26,9 +26,9 @@ from leadrat_source.exit_codes import (
     exit_code_for,
     root_cause,
 )
-from leadrat_source.lead_tables import parse_timestamp
 from leadrat_source.load import LoadRequest
 from leadrat_source.sandbox.cli import add_sandbox_parser
+from leadrat_source.timestamps import parse_timestamp
 from leadrat_source.webhooks.command import add_webhooks_parser
 
 log = logging.getLogger("leadrat_source.cli")

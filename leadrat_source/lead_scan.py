@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from leadrat_source.errors import QuotaExhausted
-from leadrat_source.lead_tables import parse_timestamp
+from leadrat_source.timestamps import parse_timestamp
 
 Lead = dict[str, Any]
 

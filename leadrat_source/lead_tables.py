@@ -16,7 +16,6 @@ REST source). The price is that flattening and typing happen here:
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -352,14 +351,3 @@ def lead_tags_table(leads: Iterable[Mapping[str, Any]]) -> pa.Table:
         ],
         schema=LEAD_TAGS_SCHEMA,
     )
-
-
-def parse_timestamp(value: str | dt.datetime) -> dt.datetime:
-    """Parse a contract timestamp (ISO 8601, `Z` or offset) into an aware UTC datetime."""
-    if isinstance(value, dt.datetime):
-        parsed = value
-    else:
-        parsed = dt.datetime.fromisoformat(value)
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.UTC)
-    return parsed.astimezone(dt.UTC)

@@ -54,10 +54,10 @@ from leadrat_source.lead_tables import (
     NO_TAGS_MARKER,
     LeadTableBuilder,
     lead_tags_table,
-    parse_timestamp,
 )
 from leadrat_source.run_report import SOURCE_NAME, RunNotes, UnreadPart
 from leadrat_source.table_docs import document
+from leadrat_source.timestamps import parse_timestamp
 
 DeleteMode = Literal["soft", "hard"]
 T = TypeVar("T")

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from warehouse import Warehouse, assert_equal_to_sandbox
 
-from leadrat_source.lead_tables import parse_timestamp
+from leadrat_source.timestamps import parse_timestamp
 
 
 def history_rereading_everything(monkeypatch: pytest.MonkeyPatch) -> None:

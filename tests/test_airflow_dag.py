@@ -18,8 +18,8 @@ from typing import Any
 import duckdb
 import pytest
 
-from leadrat_source.lead_tables import parse_timestamp
 from leadrat_source.sandbox import Sandbox, SandboxConfig
+from leadrat_source.timestamps import parse_timestamp
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 AIRFLOW = PROJECT_DIR / ".venv-airflow" / "bin" / "airflow"

@@ -11,7 +11,7 @@ import pyarrow.parquet
 import pytest
 from warehouse import Warehouse, assert_equal_to_sandbox
 
-from leadrat_source.lead_tables import parse_timestamp
+from leadrat_source.timestamps import parse_timestamp
 
 #: Before every list request the sandbox touches 1-3 random leads: dozens per run, many of
 #: them in slices not read yet.

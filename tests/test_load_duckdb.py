@@ -11,7 +11,7 @@ import pytest
 from served import arrivals, served, served_during
 from warehouse import assert_equal_to_sandbox, expected_leads
 
-from leadrat_source.lead_tables import parse_timestamp
+from leadrat_source.timestamps import parse_timestamp
 
 HANDFUL = 8  # requests beyond the list pages: pipelines, three analytics, slice edges
 #: list pages a completed run adds: one catch-up pass over what moved during the run

@@ -16,8 +16,8 @@ import pytest
 import sqlalchemy as sa
 from conftest import sqlalchemy_engine
 
-from leadrat_source.lead_tables import parse_timestamp
 from leadrat_source.sandbox import Sandbox
+from leadrat_source.timestamps import parse_timestamp
 
 
 def leadrat(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -15,8 +15,8 @@ import pytest
 from warehouse import Warehouse, assert_equal_to_sandbox
 from webhook_receiver import Receiver, lead_event, sign
 
-from leadrat_source.lead_tables import parse_timestamp
 from leadrat_source.sandbox import Sandbox
+from leadrat_source.timestamps import parse_timestamp
 
 SECRET = "whsec_sandbox_to_receiver"
 

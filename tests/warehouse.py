@@ -15,9 +15,9 @@ import dlt
 
 from leadrat_source.client import LeadRatClient
 from leadrat_source.contract import LEAD_SCALAR_FIELDS
-from leadrat_source.lead_tables import parse_timestamp
 from leadrat_source.load import LoadRequest, LoadSummary, run_load
 from leadrat_source.sandbox import Sandbox
+from leadrat_source.timestamps import parse_timestamp
 
 TIMESTAMP_FIELDS = ("created_at", "updated_at", "deleted_at")
 #: The JSON object of the custom fields that have no column of their own (written here

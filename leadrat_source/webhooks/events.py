@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from leadrat_source.contract import WEBHOOK_EVENT_TYPES
-from leadrat_source.lead_tables import parse_timestamp
+from leadrat_source.timestamps import parse_timestamp
 
 
 class InvalidEvent(Exception):
