@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install lint clean bench docs breakages
+.PHONY: demo test install lint clean bench bench-full docs breakages
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,8 +45,12 @@ breakages: $(STAMP) $(BQEMULATOR_STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check leadrat_source tests bench pipelines
 
+# every performance target in one run: a table, and bench/results.json (see bench/README.md)
 bench: $(STAMP)
-	$(BIN)/python bench/bench_load.py
+	$(BIN)/python bench/bench_all.py
+
+bench-full: $(STAMP)
+	$(BIN)/python bench/bench_all.py --full
 
 # docs/tables.md from the schema of a sandbox load (tests/test_table_docs.py checks it)
 docs: $(STAMP)

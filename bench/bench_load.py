@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import datetime as dt
 import math
 import multiprocessing
 import os
@@ -46,6 +47,7 @@ from dlt.sources.rest_api import rest_api_source
 
 from leadrat_source import settings
 from leadrat_source.client import LeadRatClient
+from leadrat_source.lead_scan import LeadScanner, ScanRange, ScanSettings
 from leadrat_source.lead_tables import LeadTableBuilder, lead_tags_table
 from leadrat_source.load import LoadRequest, run_load
 from leadrat_source.sandbox import Sandbox, SandboxConfig
@@ -70,7 +72,8 @@ class Env:
 
 
 class PeakRss:
-    """Samples this process's RSS every 50 ms in a thread; `growth` is peak minus start."""
+    """Samples this process's RSS every 50 ms in a thread while the run goes on (a peak
+    within a dlt step, not only between steps); `growth` is peak minus start."""
 
     def __init__(self) -> None:
         self._process = psutil.Process()
@@ -95,6 +98,10 @@ class PeakRss:
     def growth_mb(self) -> float:
         return (self.peak - self.start) / MB
 
+    @property
+    def peak_mb(self) -> float:
+        return self.peak / MB
+
 
 @contextmanager
 def measured(result: Result) -> Iterator[None]:
@@ -104,6 +111,7 @@ def measured(result: Result) -> Iterator[None]:
         yield
         result["seconds"] = time.perf_counter() - started
     result["rss_growth_mb"] = rss.growth_mb
+    result["peak_rss_mb"] = rss.peak_mb
 
 
 # --- phase A ---------------------------------------------------------------------------
@@ -115,6 +123,20 @@ def fetch_only(env: Env) -> Result:
         for page in client.leads.iter_pages(per_page=settings.PER_PAGE, sort="updated_at",
                                             include_deleted=True):
             result["leads"] += len(page.items)
+        result["requests"] = client.stats.snapshot().requests
+    return result
+
+
+def fetch_floor(env: Env) -> Result:
+    """The same concurrent reading of every page as `run_load`'s scan (time slices, the
+    default workers), with nothing built or loaded: the floor a full load is compared to."""
+    result: Result = {"leads": 0}
+    with env.client() as client, measured(result):
+        scanner = LeadScanner(client.leads, ScanSettings(per_page=settings.PER_PAGE,
+                                                         workers=settings.DEFAULT_WORKERS))
+        window = ScanRange(settings.DEFAULT_INITIAL_UPDATED_AT, dt.datetime.now(dt.UTC))
+        for page in scanner.scan(window, catch_up=False):
+            result["leads"] += len(page)
         result["requests"] = client.stats.snapshot().requests
     return result
 
@@ -138,8 +160,9 @@ def step_seconds(pipeline: dlt.Pipeline) -> dict[str, float]:
 
 
 def ours(env: Env, name: str, churn: Callable[[int], Any] | None = None,
-         profile_to: Path | None = None) -> Result:
-    """A first full load with `run_load`; with `churn`, then an incremental run."""
+         profile_to: Path | None = None, changes: int = 1_000) -> Result:
+    """A first full load with `run_load`; with `churn`, then an incremental run after
+    `changes` changes (`changed`: the distinct leads they touched)."""
     result: Result = {}
     request = our_request(env, name)
     with env.client() as client:
@@ -155,10 +178,11 @@ def ours(env: Env, name: str, churn: Callable[[int], Any] | None = None,
         pipeline = dlt.attach(name, pipelines_dir=str(env.workdir / "pipelines"))
         result["steps"] = step_seconds(pipeline)
         if churn is not None:
-            churn(1_000)
+            changed = len({change["lead_id"] for change in churn(changes)})
             started = time.perf_counter()
             again = run_load(request, client=client)
             result["incremental"] = {"seconds": time.perf_counter() - started,
+                                     "changed": changed,
                                      "requests": again.requests,
                                      "leads": again.rows.get("leads", 0)}
     return result
@@ -397,8 +421,8 @@ class Report:
                    "the time slices)")
         if "incremental" in b:
             inc = b["incremental"]
-            out.append(f"B incremental        after churn(1000): {inc['requests']} requests, "
-                       f"{inc['leads']} leads, {inc['seconds']:.2f}s")
+            out.append(f"B incremental        after churn(1000) ({inc['changed']} leads changed): "
+                       f"{inc['requests']} requests, {inc['leads']} leads, {inc['seconds']:.2f}s")
         for key in ("B", "C"):
             if key in self.phases and self.phases[key].get("steps"):
                 steps = ", ".join(f"{name} {seconds:.2f}s"
