@@ -96,6 +96,8 @@ _FAST_TYPES: dict[pa.DataType, set[type]] = {
 
 
 _JSON_TEXT_TYPES = {str, dict, list, _NONE}
+#: a text column without these holds its values as they are (no per-value conversion)
+_CONTAINER_TYPES = {dict, list}
 
 
 def _arrow_type_of(value: Any) -> pa.DataType:
@@ -287,7 +289,8 @@ class LeadTableBuilder:
                 return None, {}
             column_type = self._column_types[name] = _arrow_type_of(first)
         value_types = set(map(type, values))
-        if pa.types.is_string(column_type) and value_types <= _JSON_TEXT_TYPES:
+        if (pa.types.is_string(column_type) and value_types <= _JSON_TEXT_TYPES
+                and value_types & _CONTAINER_TYPES):
             # objects and lists (custom fields often hold them) stored as JSON text
             values = [value if value is None else _to_json_text(value) for value in values]
             value_types = {str}
