@@ -23,9 +23,9 @@ from typing import Any
 
 import psycopg2
 
+from leadrat_source.client_config import make_client
 from leadrat_source.load import LoadRequest, run_load
 from leadrat_source.sandbox import Sandbox, SandboxConfig
-from leadrat_source.source import make_client
 
 
 def expected_empty_strings(leads: list[dict[str, Any]]) -> int:

@@ -12,11 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from leadrat_source.client import LeadRatClient
+from leadrat_source.client_config import make_client
 from leadrat_source.contract import PLANS
 from leadrat_source.destinations import get_profile
 from leadrat_source.errors import InvalidRequest, NotFound, PermissionDenied, ValidationFailed
 from leadrat_source.load import LoadRequest, make_pipeline
-from leadrat_source.source import make_client
 
 #: An ID no LeadRat lead has (IDs are `lead_` + ULID-like text); used only to probe scope.
 SCOPE_PROBE_LEAD_ID = "lead_leadrat_check_scope_probe"

@@ -20,13 +20,9 @@ from dlt.pipeline.pipeline import Pipeline
 
 from leadrat_source.destinations import DestinationProfile, get_profile
 from leadrat_source.errors import ConfigurationError
-from leadrat_source.load import (
-    LoadRequest,
-    make_pipeline,
-    pending_packages,
-    pipeline_name_for,
-)
+from leadrat_source.load import LoadRequest, make_pipeline, pipeline_name_for
 from leadrat_source.run_report import leads_cursor, unread_parts
+from leadrat_source.warehouse_pipeline import pending_packages
 
 RECENT_LOADS = 5
 

@@ -49,7 +49,7 @@ class Breakage:
 BREAKAGES = (
     Breakage(
         "finish-interrupted-always-discards",
-        "leadrat_source/load.py",
+        "leadrat_source/warehouse_pipeline.py",
         "        pipeline.normalize()\n        pipeline.load()\n",
         "        raise RuntimeError('breakage drill: discard what the killed run left')\n",
         ("tests/test_kill_resume.py",),
@@ -174,7 +174,7 @@ BREAKAGES = (
     ),
     Breakage(
         "dataset-flag-ignored",
-        "leadrat_source/load.py",
+        "leadrat_source/warehouse_pipeline.py",
         "dataset_name=dataset or profile.dataset_name or settings.DATASET_NAME",
         "dataset_name=profile.dataset_name or settings.DATASET_NAME",
         ("tests/test_cli.py::test_since_until_and_dataset_load_a_window_into_another_dataset",),

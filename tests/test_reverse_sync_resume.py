@@ -132,8 +132,8 @@ def test_postgres_input_is_read_in_chunks_and_a_missing_table_is_clear(
 ) -> None:
     from leadrat_source.destinations import get_profile
     from leadrat_source.errors import ConfigurationError
-    from leadrat_source.load import profile_pipeline
     from leadrat_source.reverse_sync.reader import InputSpec, iter_chunks
+    from leadrat_source.warehouse_pipeline import profile_pipeline
 
     monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", postgres_url)
     create_lead_scores(

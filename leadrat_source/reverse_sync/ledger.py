@@ -25,7 +25,7 @@ import dlt
 from dlt.common.destination import TLoaderFileFormat
 from dlt.pipeline.pipeline import Pipeline
 
-from leadrat_source.load import finish_interrupted
+from leadrat_source.warehouse_pipeline import finish_interrupted
 
 log = logging.getLogger("leadrat_source.reverse_sync")
 

@@ -13,14 +13,14 @@ from typing import Any
 import dlt
 
 from leadrat_source.client import LeadRatClient
+from leadrat_source.client_config import make_client
 from leadrat_source.destinations import get_profile
 from leadrat_source.errors import ConfigurationError
-from leadrat_source.load import profile_pipeline
 from leadrat_source.reverse_sync.columns import ColumnMap, LeadChange
 from leadrat_source.reverse_sync.delivery import DEFAULT_WORKERS, Delivery, Outcome
 from leadrat_source.reverse_sync.ledger import LeadMemory, Ledger
 from leadrat_source.reverse_sync.reader import InputSpec, iter_chunks
-from leadrat_source.source import make_client
+from leadrat_source.warehouse_pipeline import profile_pipeline
 
 log = logging.getLogger("leadrat_source.reverse_sync")
 

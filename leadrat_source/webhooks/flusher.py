@@ -34,9 +34,9 @@ from multiprocessing.synchronize import Event
 from pathlib import Path
 
 from leadrat_source.destinations import DestinationProfile
-from leadrat_source.load import profile_pipeline
 from leadrat_source.source import LeadsHints
 from leadrat_source.warehouse_lock import run_when_free
+from leadrat_source.warehouse_pipeline import profile_pipeline
 from leadrat_source.webhooks.events import LeadEvent
 from leadrat_source.webhooks.journal import Journal, JournalEntry
 from leadrat_source.webhooks.metrics import FlushCounters
