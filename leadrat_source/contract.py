@@ -37,14 +37,6 @@ ERROR_STATUS: Final[dict[str, int]] = {
 }
 
 LEAD_STATUSES: Final = ("new", "contacted", "qualified", "converted", "lost")
-KNOWN_LEAD_SOURCES: Final = (
-    "website",
-    "referral",
-    "google_ads",
-    "facebook_ads",
-    "walk_in",
-    "partner",
-)
 LEAD_SORTS: Final = ("created_at", "-created_at", "updated_at", "-updated_at")
 #: Fields a PUT /leads/{id} may carry; any other field is a 422.
 LEAD_UPDATABLE_FIELDS: Final = (

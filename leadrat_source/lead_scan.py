@@ -69,18 +69,12 @@ class ScanSettings:
 
 @dataclass
 class ScanStats:
-    pages: int = 0
+    """The running scan's counters, for progress displays: leads delivered so far, and
+    about how many the window holds (from the first pages' `meta.total`)."""
+
     leads: int = 0
-    slices: int = 0
-    catch_up_passes: int = 0
-    #: leads a catch-up pass found that this run had already delivered (left for the next)
-    skipped: int = 0
     expected: int | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def add_page(self) -> None:
-        with self._lock:
-            self.pages += 1
 
     def expect(self, leads: int) -> None:
         """A range's first page says it holds about `leads` leads (for progress displays)."""
@@ -254,7 +248,6 @@ class LeadScanner:
             if end <= start:
                 break
             delivered = len(self._delivered)
-            self.stats.catch_up_passes += 1
             yield from self._read([(ScanRange(start, end), None)])
             self.read_until = start = end
             if self.stopped_by is not None or len(self._delivered) == delivered:
@@ -303,7 +296,6 @@ class LeadScanner:
                     # the slices take over the range; its worker's None follows
                     if message.cut_at is not None:
                         self.read_until, self.partial = message.cut_at, True
-                    self.stats.slices += len(message.slices)
                     for part in message.slices:
                         start(part, None, split=False)
                 elif isinstance(message, QuotaExhausted):
@@ -335,7 +327,6 @@ class LeadScanner:
                 instant = parse_timestamp(lead["updated_at"])
                 if self.earliest_skipped is None or instant < self.earliest_skipped:
                     self.earliest_skipped = instant
-                self.stats.skipped += 1
             else:
                 self._delivered.add(lead["id"])
                 fresh.append(lead)
@@ -349,7 +340,6 @@ class LeadScanner:
         first = self._api.list_page(
             per_page=self.settings.per_page, **self._filters(part.start, part.end)
         )
-        self.stats.add_page()
         total = first.meta.get("total")
         total = total if isinstance(total, int) else None
         cursor_mode = "next_cursor" in first.meta
@@ -403,7 +393,6 @@ class LeadScanner:
             page = self._api.list_page(
                 per_page=self.settings.per_page, cursor=cursor, **self._filters(since, until)
             )
-            self.stats.add_page()
             if page.items:
                 yield page.items
             cursor = page.next_cursor
@@ -423,7 +412,6 @@ class LeadScanner:
             page = self._api.list_page(
                 per_page=self.settings.per_page, page=page_number, **self._filters(start, until)
             )
-            self.stats.add_page()
             total = page.meta.get("total")
             total = total if isinstance(total, int) else None
             if page_number > 1 and anchored_total is not None and total is not None \

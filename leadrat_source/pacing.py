@@ -69,10 +69,6 @@ class PacerStats:
     wait_seconds: float
     held_seconds: float = 0.0
 
-    def as_dict(self) -> dict[str, float]:
-        return {"waits": self.waits, "wait_seconds": round(self.wait_seconds, 3),
-                "held_seconds": round(self.held_seconds, 3)}
-
 
 class RateLimitPacer:
     """Thread-safe request pacer shared by all requests of a run (one API key).

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
 
 
 @dataclass(frozen=True)
@@ -19,16 +18,6 @@ class RequestStatsSnapshot:
     by_status: dict[int, int] = field(default_factory=dict)
     #: seconds slept before retrying a 429 (summed over threads)
     rate_limit_retry_seconds: float = 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "requests": self.requests,
-            "retries": self.retries,
-            "rate_limited": self.rate_limited,
-            "transport_errors": self.transport_errors,
-            "by_status": dict(self.by_status),
-            "rate_limit_retry_seconds": round(self.rate_limit_retry_seconds, 3),
-        }
 
 
 class RequestStats:
@@ -93,6 +82,3 @@ class RequestStats:
                 dict(self._by_status),
                 self._rate_limit_retry_seconds,
             )
-
-    def as_dict(self) -> dict[str, Any]:
-        return self.snapshot().as_dict()

@@ -17,8 +17,6 @@ import requests
 from leadrat_source.sandbox.cli import parse_credentials
 from leadrat_source.sandbox.config import SandboxConfig
 
-READY_TIMEOUT_SECONDS = 600
-
 
 def command(config: SandboxConfig) -> list[str]:
     args = [sys.executable, "-m", "leadrat_source.sandbox", "--host", config.host,
