@@ -20,6 +20,7 @@ from dlt.common.schema import Schema
 from dlt.common.schema.typing import TColumnSchema, TTableSchema
 from dlt.helpers.mermaid import schema_to_mermaid
 
+from leadrat_source.custom_fields import KEY_HINT
 from leadrat_source.table_docs import DLT_COLUMNS, EXAMPLE_QUERIES, TABLES, TRAPS
 
 #: Relative to the working directory: `make docs` runs in the checkout.
@@ -65,9 +66,11 @@ def _diagram(schema: Schema) -> str:
 
 
 def _documented(table: TTableSchema) -> TTableSchema:
-    """The table with only the columns whose meaning does not depend on the account."""
+    """The table with only the columns whose meaning does not depend on the account (a
+    custom field's column, marked with `KEY_HINT`, is the sandbox's, not the reader's)."""
     columns = {name: column for name, column in table["columns"].items()
-               if column.get("description") or name in DLT_COLUMNS}
+               if (column.get("description") and KEY_HINT not in column)
+               or name in DLT_COLUMNS}
     return {**table, "columns": columns}
 
 
