@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from leadrat_source.sandbox.churn import Churn
+from leadrat_source.sandbox.errors import ApiError
 from leadrat_source.sandbox.faults import Faults
 from leadrat_source.sandbox.messages import Request, Response, json_response
 from leadrat_source.sandbox.ratelimit import RateLimiter
@@ -72,6 +73,24 @@ class Admin:
             return json_response(200, {"changes": self.churn.apply(changes)})
         if key == "POST /_sandbox/next_day":
             return json_response(200, {"days_played": self.limiter.next_day()})
+        if key == "POST /_sandbox/lead_fields":
+            fields = body.get("fields")
+            if not isinstance(fields, dict) or not fields:
+                return _error(400, "'fields' must be a non-empty JSON object.")
+            try:
+                self.store.add_lead_fields(fields)
+            except ValueError as error:
+                return _error(400, str(error))
+            return json_response(200, {"fields": self.store.added_fields})
+        if key == "POST /_sandbox/remove_pipeline":
+            pipeline_id = body.get("pipeline_id")
+            if not isinstance(pipeline_id, str):
+                return _error(400, "'pipeline_id' must be a string.")
+            try:
+                self.store.remove_pipeline(pipeline_id)
+            except ApiError as error:
+                return _error(404, error.message)
+            return json_response(200, {"pipelines": [p.id for p in self.store.pipelines]})
         if key == "GET /_sandbox/export":
             return json_response(200, self.store.export_leads())
         return _error(404, f"No admin route {key}.")

@@ -115,3 +115,9 @@ class SandboxProcess:
 
     def next_day(self) -> int:
         return int(self._admin("POST", "next_day")["days_played"])
+
+    def add_lead_fields(self, **fields: Any) -> None:
+        self._admin("POST", "lead_fields", {"fields": fields})
+
+    def remove_pipeline(self, pipeline_id: str) -> None:
+        self._admin("POST", "remove_pipeline", {"pipeline_id": pipeline_id})

@@ -14,7 +14,7 @@ from leadrat_source.sandbox import analytics, validation
 from leadrat_source.sandbox.cursor import Cursor, decode
 from leadrat_source.sandbox.errors import ApiError
 from leadrat_source.sandbox.messages import Request, Response, json_response
-from leadrat_source.sandbox.store import LeadFilters, Page, Store, to_api
+from leadrat_source.sandbox.store import LeadFilters, Page, Record, Store
 
 Handler = Callable[..., Response]
 STRING_FILTERS = ("source", "tag", "pipeline_id", "stage_id")
@@ -134,21 +134,26 @@ class Api:
         if self.cursors:
             meta["next_cursor"] = (Cursor(scope, sort, filters, result.last_key).encode()
                                    if result.last_key else None)
-        rows = [to_api(row) for row in result.rows] if scope == "leads" else result.rows
+        rows = ([self.store.api_lead(row) for row in result.rows] if scope == "leads"
+                else result.rows)
         return json_response(200, {"data": rows, "meta": meta})
+
+    def _lead(self, record: Record, status: int = 200) -> Response:
+        """One lead as the API sends it."""
+        return json_response(status, {"data": self.store.api_lead(record)})
 
     def create_lead(self, request: Request) -> Response:
         fields = validation.lead_create(_body(request))
-        return json_response(201, {"data": to_api(self.store.create_lead(fields))})
+        return self._lead(self.store.create_lead(fields), 201)
 
     def get_lead(self, request: Request, lead_id: str) -> Response:
-        return json_response(200, {"data": to_api(self.store.live_lead(lead_id))})
+        return self._lead(self.store.live_lead(lead_id))
 
     def update_lead(self, request: Request, lead_id: str) -> Response:
         body = validation.json_object(_body(request))
         self.store.live_lead(lead_id)
         fields = validation.lead_update(body)
-        return json_response(200, {"data": to_api(self.store.update_lead(lead_id, fields))})
+        return self._lead(self.store.update_lead(lead_id, fields))
 
     def delete_lead(self, request: Request, lead_id: str) -> Response:
         self.store.delete_lead(lead_id)
@@ -158,10 +163,10 @@ class Api:
         body = validation.json_object(_body(request))
         self.store.live_lead(lead_id)
         tags = validation.tags(body.get("tags"))
-        return json_response(200, {"data": to_api(self.store.add_tags(lead_id, tags))})
+        return self._lead(self.store.add_tags(lead_id, tags))
 
     def remove_tag(self, request: Request, lead_id: str, tag: str) -> Response:
-        return json_response(200, {"data": to_api(self.store.remove_tag(lead_id, tag))})
+        return self._lead(self.store.remove_tag(lead_id, tag))
 
     # -- pipelines -----------------------------------------------------------------------
 
@@ -185,7 +190,7 @@ class Api:
         lead_id = validation.required_text(body, "lead_id")
         stage_id = validation.required_text(body, "stage_id")
         moved = self.store.move_lead(pipeline_id, lead_id, stage_id)
-        return json_response(200, {"data": to_api(moved)})
+        return self._lead(moved)
 
     # -- analytics -----------------------------------------------------------------------
 

@@ -103,6 +103,14 @@ class Sandbox:
         """Play a new UTC day: every key's daily cap starts afresh."""
         return self._limiter.next_day()
 
+    def add_lead_fields(self, **fields: Any) -> None:
+        """Every lead carries these top-level fields from now on (beyond the contract's)."""
+        self.store.add_lead_fields(fields)
+
+    def remove_pipeline(self, pipeline_id: str) -> None:
+        """Remove a pipeline, as someone deleting it in LeadRat would."""
+        self.store.remove_pipeline(pipeline_id)
+
     def _maybe_drift(self) -> None:
         if self.faults.roll("drift_rate"):
             self.statistics.fault()

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from leadrat_source.contract import ID_PREFIX_LEAD
+from leadrat_source.contract import ID_PREFIX_LEAD, LEAD_SCALAR_FIELDS
 from leadrat_source.sandbox import data
 from leadrat_source.sandbox.clock import DAY_MS, now_ms, to_iso, utc_midnight_ms
 from leadrat_source.sandbox.errors import ApiError, invalid_field, not_found
@@ -178,6 +178,9 @@ class Store:
         self._stages = {stage.id: p.id for p in self.pipelines for stage in p.stages}
         self._load(data.lead_rows(leads, seed, self.pipelines, anchor, custom_keys))
         self._next_seq = leads + 1
+        #: top-level fields the API sends with every lead beyond the contract's (a newer
+        #: LeadRat deployment): the connector must load them, not drop them
+        self.added_fields: Record = {}
 
     # -- loading -------------------------------------------------------------------------
 
@@ -297,10 +300,14 @@ class Store:
             self._db.execute("DELETE FROM lead_tags WHERE lead_id NOT IN (SELECT id FROM leads)")
             self.version += 1
 
+    def api_lead(self, record: Record) -> Record:
+        """A lead as the API sends it: `to_api`, plus the fields a newer deployment adds."""
+        return {**to_api(record), **self.added_fields}
+
     def export_leads(self) -> list[Record]:
         with self.lock:
             rows = self._db.execute(f"{_SELECT} ORDER BY id").fetchall()
-        return [to_api(_record(row)) for row in rows]
+        return [self.api_lead(_record(row)) for row in rows]
 
     def random_lead_ids(self, rng: random.Random, count: int) -> list[str]:
         """Ids of live leads picked by `rng` (deterministic for a given data state)."""
@@ -342,6 +349,27 @@ class Store:
         return Page(rows, len(self.pipelines), (last.created_at_ms, last.id) if last else None)
 
     # -- writes --------------------------------------------------------------------------
+
+    def add_lead_fields(self, fields: Record) -> None:
+        """From now on every lead carries `fields` at its top level (names the contract
+        does not use), as when LeadRat starts sending a new field."""
+        taken = sorted(set(fields) & {*LEAD_SCALAR_FIELDS, "tags", "custom_fields"})
+        if taken:
+            raise ValueError(f"{taken} are lead fields of the contract")
+        with self.lock:
+            self.added_fields = {**self.added_fields, **fields}
+            self.version += 1
+
+    def remove_pipeline(self, pipeline_id: str) -> None:
+        """Remove a pipeline, as when someone deletes it in LeadRat: it leaves the list;
+        its leads keep their (now dangling) pipeline and stage ids until they are moved."""
+        with self.lock:
+            self.pipeline(pipeline_id)  # 404 when unknown
+            self.pipelines = [p for p in self.pipelines if p.id != pipeline_id]
+            self._stages = {stage: owner for stage, owner in self._stages.items()
+                            if owner != pipeline_id}
+            self._db.execute("DELETE FROM pipelines WHERE id = ?", (pipeline_id,))
+            self.version += 1
 
     def create_lead(self, fields: Record) -> Record:
         with self.lock:
@@ -471,4 +499,4 @@ class Store:
 
     def _emit(self, event: str, record: Record, previous: Record | None) -> None:
         if self.on_change is not None:
-            self.on_change(event, to_api(record), to_api(previous) if previous else None)
+            self.on_change(event, self.api_lead(record), to_api(previous) if previous else None)
