@@ -48,6 +48,7 @@ def test_first_load_and_churn_are_exact_with_new_columns(
     new_keys = {
         key for lead in warehouse.server.export_leads() for key in lead["custom_fields"]
     }
+    assert new_columns, "the churn's new custom field keys gave no new column"
     assert all(column.startswith("custom_fields__") for column in new_columns)
     assert {f"custom_fields__{key}" for key in new_keys} <= _columns(postgres_url, postgres_schema)
 
@@ -61,6 +62,11 @@ def test_hard_deletes_in_postgres(
     warehouse.server.churn(150)
     warehouse.load()
     assert_equal_to_sandbox(warehouse, delete_mode="hard")
+    deleted = {lead["id"] for lead in warehouse.server.export_leads() if lead["deleted_at"]}
+    assert deleted, "the churn deleted no lead"
+    stored = {row["id"] for row in warehouse.rows("leads")}
+    tagged = {row["lead_id"] for row in warehouse.rows("lead_tags")}
+    assert not deleted & (stored | tagged), "a deleted lead or its tags is still stored"
 
 
 def test_history_mode_in_postgres_keeps_one_version_per_change(
