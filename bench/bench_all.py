@@ -2,7 +2,7 @@
 
     python bench/bench_all.py [--full] [--output bench/results.json]
 
-`make bench` runs the quick mode (50k and 200k leads, about 15 minutes on 2 quiet cores);
+`make bench` runs the quick mode (50k and 200k leads, about 6 minutes on 2 quiet cores);
 `make bench-full` (`--full`) adds 1M leads and pushes 10k scores in the reverse sync.
 
 - Scale (one unthrottled sandbox per size, `rate_limit=0`): the fetch floor (the load's
