@@ -59,7 +59,8 @@ BREAKAGES = (
         "leadrat_source/source.py",
         '        cursor_state["last_value"] = progress.resume_point\n',
         "",
-        ("tests/test_load_duckdb.py::test_a_spent_daily_quota_keeps_what_was_read_and_the_next_run_resumes",),
+        ("tests/test_load_duckdb.py::test_a_spent_daily_quota_keeps_what_was_read_and_the_next_run_resumes",
+         "tests/test_quota_days.py::test_a_first_load_over_several_days_reads_each_page_once_and_uses_each_days_cap"),
     ),
     Breakage(
         "quota-unread-ranges-forgotten",

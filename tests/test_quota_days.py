@@ -16,6 +16,7 @@ import pytest
 from warehouse import assert_equal_to_sandbox
 
 from leadrat_source.errors import QuotaExhausted
+from leadrat_source.timestamps import parse_timestamp
 
 LEADS = 6_000
 DAILY_CAP = 25
@@ -36,6 +37,18 @@ def _served(stats: dict[str, Any]) -> tuple[int, int]:
     request is taken for a lead page, so that it does not hide a lead page read twice)."""
     served = stats["requests"] - stats["rate_limited"]
     return served, stats["by_route"].get(LEAD_LIST, 0) - stats["rate_limited"]
+
+
+def _assert_cursor_before_every_unread_lead(warehouse: Any) -> None:
+    """The incremental cursor (dlt's state) stands at or before the oldest lead that is not
+    in the warehouse yet: the concurrent slices left holes above it, and a cursor past one
+    would tell `leadrat status` and the Airflow DAG that those leads were loaded."""
+    stored = {row["id"] for row in warehouse.rows("leads")}
+    unread = [parse_timestamp(lead["updated_at"]) for lead in warehouse.server.export_leads()
+              if lead["id"] not in stored]
+    state = warehouse.pipeline().state["sources"]["leadrat"]["resources"]["leads"]
+    cursor = parse_timestamp(state["incremental"]["updated_at"]["last_value"])
+    assert unread and cursor <= min(unread), f"cursor {cursor} is past unread {min(unread)}"
 
 
 @pytest.mark.parametrize("cursor", [True, False], ids=["cursor", "page-only"])
@@ -67,6 +80,8 @@ def test_a_first_load_over_several_days_reads_each_page_once_and_uses_each_days_
         # exact for what was read, right after the run that was cut short
         assert_equal_to_sandbox(warehouse, read_so_far=not finished)
         now_stored = len(warehouse.rows("leads"))
+        if not finished:
+            _assert_cursor_before_every_unread_lead(warehouse)
         figures.append((days, used, pages_after - pages_before, now_stored))
         if finished:
             break
