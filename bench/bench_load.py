@@ -133,7 +133,7 @@ def fetch_floor(env: Env) -> Result:
     result: Result = {"leads": 0}
     with env.client() as client, measured(result):
         scanner = LeadScanner(client.leads, ScanSettings(per_page=settings.PER_PAGE,
-                                                         workers=settings.DEFAULT_WORKERS))
+                                                         workers=settings.SCAN_WORKERS))
         window = ScanRange(settings.DEFAULT_INITIAL_UPDATED_AT, dt.datetime.now(dt.UTC))
         for page in scanner.scan(window, catch_up=False):
             result["leads"] += len(page)

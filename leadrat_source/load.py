@@ -133,7 +133,7 @@ def pipeline_name_for(request: LoadRequest, profile: DestinationProfile) -> str:
     Per profile because dlt keeps an incremental cursor per pipeline: one pipeline shared
     by two warehouses would let a load into the second start where the first stopped.
     """
-    return request.pipeline_name or f"{settings.PIPELINE_NAME}_{profile.name}"
+    return request.pipeline_name or f"{settings.LOAD_PIPELINE_PREFIX}_{profile.name}"
 
 
 def make_pipeline(request: LoadRequest, profile: DestinationProfile) -> Pipeline:

@@ -13,7 +13,10 @@ DEFAULT_INITIAL_UPDATED_AT: Final = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 #: an update committed late (or in the same millisecond as the last one seen) is not missed.
 DEFAULT_LOOKBACK_SECONDS: Final = 60.0
 #: Concurrent time slices of one large scan; the shared pacer keeps them within budget.
-DEFAULT_WORKERS: Final = 8
+SCAN_WORKERS: Final = 8
+#: Concurrent rows in delivery to LeadRat during a reverse sync (threads sharing one
+#: paced client).
+DELIVERY_WORKERS: Final = 8
 #: Rows per Arrow table handed to dlt: large enough to amortise per-item overhead in dlt,
 #: small enough to keep memory flat.
 LEADS_PER_BATCH: Final = 5_000
@@ -31,4 +34,7 @@ ANALYTICS_DAYS: Final = 30
 #: A long scan logs how far it got this often.
 PROGRESS_SECONDS: Final = 5.0
 DATASET_NAME: Final = "leadrat"
-PIPELINE_NAME: Final = "leadrat"
+#: A load's pipeline is `<prefix>_<destination profile>`, so each warehouse keeps its
+#: own incremental state; the reverse sync's ledger pipeline likewise.
+LOAD_PIPELINE_PREFIX: Final = "leadrat"
+REVERSE_SYNC_PIPELINE_PREFIX: Final = "leadrat_reverse_sync"

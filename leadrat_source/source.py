@@ -79,7 +79,7 @@ def leadrat_source(
     until: dt.datetime | str | None = None,
     delete_mode: str = "soft",
     history: bool = False,
-    workers: int = settings.DEFAULT_WORKERS,
+    workers: int = settings.SCAN_WORKERS,
     leads_per_batch: int = settings.LEADS_PER_BATCH,
     max_leads_per_run: int = settings.MAX_LEADS_PER_RUN,
     custom_fields: str = COLUMNS_AND_OVERFLOW,

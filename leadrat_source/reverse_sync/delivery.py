@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from leadrat_source import settings
 from leadrat_source.client import LeadRatClient
 from leadrat_source.errors import (
     AuthenticationFailed,
@@ -28,7 +29,6 @@ from leadrat_source.errors import (
 )
 from leadrat_source.reverse_sync.columns import LeadChange
 
-DEFAULT_WORKERS = 8
 #: A row's error that will not go away by resending the same row.
 PERMANENT_ERRORS = (NotFound, Conflict, ValidationFailed, InvalidRequest)
 #: Errors that no other row can escape either: stop the run.
@@ -86,7 +86,7 @@ class Delivery:
     """A thread pool with a bounded number of rows in flight (memory stays flat however
     large the input). `submit` yields the outcomes that finished meanwhile."""
 
-    def __init__(self, client: LeadRatClient, workers: int = DEFAULT_WORKERS) -> None:
+    def __init__(self, client: LeadRatClient, workers: int = settings.DELIVERY_WORKERS) -> None:
         self._client = client
         self._pool = cf.ThreadPoolExecutor(max_workers=workers,
                                            thread_name_prefix="reverse-sync")

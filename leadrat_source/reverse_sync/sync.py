@@ -12,19 +12,19 @@ from typing import Any
 
 import dlt
 
+from leadrat_source import settings
 from leadrat_source.client import LeadRatClient
 from leadrat_source.client_config import make_client
 from leadrat_source.destinations import get_profile
 from leadrat_source.errors import ConfigurationError
 from leadrat_source.reverse_sync.columns import ColumnMap, LeadChange
-from leadrat_source.reverse_sync.delivery import DEFAULT_WORKERS, Delivery, Outcome
+from leadrat_source.reverse_sync.delivery import Delivery, Outcome
 from leadrat_source.reverse_sync.ledger import LeadMemory, Ledger
 from leadrat_source.reverse_sync.reader import InputSpec, iter_chunks
 from leadrat_source.warehouse_pipeline import profile_pipeline
 
 log = logging.getLogger("leadrat_source.reverse_sync")
 
-PIPELINE_NAME = "leadrat_reverse_sync"
 #: Confirmations per ledger write, and the longest a confirmation waits to be written:
 #: a killed run resends at most this many rows (plus those in flight).
 BATCH_ROWS = 500
@@ -45,7 +45,7 @@ class ReverseSyncRequest:
     max_rows: int | None = None
     #: send null for a NULL input value (clearing the field) instead of leaving it alone
     null_clears: bool = False
-    workers: int = DEFAULT_WORKERS
+    workers: int = settings.DELIVERY_WORKERS
     batch_rows: int = BATCH_ROWS
     batch_seconds: float = BATCH_SECONDS
     #: None: `leadrat_reverse_sync_<profile>`, one ledger pipeline per warehouse
@@ -111,7 +111,7 @@ class ReverseSyncSummary:
 def make_pipeline(request: ReverseSyncRequest) -> tuple[dlt.Pipeline, str | None, str]:
     """The dlt pipeline that reads the input and writes the ledger, in one dataset."""
     profile = get_profile(request.destination)
-    name = request.pipeline_name or f"{PIPELINE_NAME}_{profile.name}"
+    name = request.pipeline_name or f"{settings.REVERSE_SYNC_PIPELINE_PREFIX}_{profile.name}"
     pipeline = profile_pipeline(profile, name, request.dataset, request.pipelines_dir)
     return pipeline, profile.loader_file_format, profile.name
 
