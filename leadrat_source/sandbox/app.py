@@ -15,7 +15,7 @@ from leadrat_source.contract import RETRY_AFTER_HEADER
 from leadrat_source.sandbox.auth import READ, Keys
 from leadrat_source.sandbox.errors import ApiError
 from leadrat_source.sandbox.faults import GATEWAY_STATUSES, Faults
-from leadrat_source.sandbox.messages import Delivery, Request, Response, json_response
+from leadrat_source.sandbox.messages import Request, Response, WireMode, json_response
 from leadrat_source.sandbox.ratelimit import RateLimiter
 from leadrat_source.sandbox.routes import Api, Match
 from leadrat_source.sandbox.stats import Stats
@@ -54,7 +54,7 @@ class Application:
         matched = self.api.match(request.method, request.path)
         self.stats.request(matched[0].template if matched else f"{request.method} <unmatched>")
         response = self._serve(request, matched)
-        if response.delivery is not Delivery.DROP:
+        if response.wire is not WireMode.DROP:
             self.stats.response(response.status, rate_limited=response.status == 429)
         return response
 
@@ -68,7 +68,7 @@ class Application:
             return gateway_response(scripted or faults.gateway_status())
         if faults.roll("drop_rate"):
             self.stats.fault()
-            return Response(0, delivery=Delivery.DROP)
+            return Response(0, wire=WireMode.DROP)
         identity = self.keys.identify(request.headers)
         if scripted is not None:
             self.stats.fault()
@@ -93,7 +93,7 @@ class Application:
         response = self._endpoint(request, matched, role, headers)
         if faults.roll("truncate_rate") and response.body:
             self.stats.fault()
-            response.delivery = Delivery.TRUNCATE
+            response.wire = WireMode.TRUNCATE
         return response
 
     def _endpoint(self, request: Request, matched: Match | None,

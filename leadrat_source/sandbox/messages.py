@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 
-class Delivery(Enum):
+class WireMode(Enum):
     """How the server puts a response on the wire; the last two are injected faults."""
 
     SEND = "send"
@@ -32,7 +32,7 @@ class Response:
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str | None = "application/json"
-    delivery: Delivery = Delivery.SEND
+    wire: WireMode = WireMode.SEND
 
 
 def json_response(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:

@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from leadrat_source.sandbox.app import Application
 from leadrat_source.sandbox.errors import ApiError
-from leadrat_source.sandbox.messages import Delivery, Request, Response, json_response
+from leadrat_source.sandbox.messages import Request, Response, WireMode, json_response
 
 MAX_BODY_BYTES = 1_000_000
 
@@ -59,7 +59,7 @@ class RequestHandler(BaseHTTPRequestHandler):
         self._write(self.server.app.handle(request))
 
     def _write(self, response: Response) -> None:
-        if response.delivery is Delivery.DROP:
+        if response.wire is WireMode.DROP:
             self.close_connection = True
             return
         reason = HTTPStatus(response.status).phrase if response.status in HTTPStatus._value2member_map_ else ""
@@ -70,12 +70,12 @@ class RequestHandler(BaseHTTPRequestHandler):
         if response.status != 204:
             lines.append(f"Content-Length: {len(body)}")
         lines += [f"{name}: {value}" for name, value in response.headers.items()]
-        if response.delivery is Delivery.TRUNCATE:
+        if response.wire is WireMode.TRUNCATE:
             lines.append("Connection: close")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         if self.command == "HEAD":
             body = b""
-        if response.delivery is Delivery.TRUNCATE:
+        if response.wire is WireMode.TRUNCATE:
             body = body[: len(body) // 2]
             self.close_connection = True
         self.wfile.write(head + body)
