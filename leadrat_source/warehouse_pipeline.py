@@ -36,8 +36,9 @@ def profile_pipeline(
 
 def pending_packages(pipeline: Pipeline) -> int:
     """Load packages an interrupted run left: extracted or normalized, not yet loaded."""
-    return len(pipeline.list_extracted_load_packages()) + len(
-        pipeline.list_normalized_load_packages()
+    return len(
+        set(pipeline.list_extracted_load_packages())
+        | set(pipeline.list_normalized_load_packages())
     )
 
 
@@ -45,10 +46,13 @@ def finish_interrupted(pipeline: Pipeline) -> int:
     """Normalize and load what a killed run left behind; returns how many packages.
 
     dlt's own `run()` would do this too, but would then skip the new extraction; doing it
-    first lets one run both complete the old job and load what is new.
+    first lets one run both complete the old job and load what is new. The package's state
+    reaches the destination with it, and `run()` restores the cursor from there, so the
+    next extraction reads only what is new.
 
-    A kill at an unlucky instant can leave a package dlt cannot finish (a half-renamed
-    folder). Then the local working folder is discarded and the state restored from the
+    Two kill instants leave a package dlt itself cannot finish; both are repaired first
+    (see `_finish_normalize_commits` and `_adopt_package_schema`). Should anything else
+    fail, the local working folder is discarded and the state restored from the
     destination, which holds the state of the last load that completed: the next
     extraction starts from there, and merging makes the re-read rows land exactly once.
     """
@@ -57,6 +61,8 @@ def finish_interrupted(pipeline: Pipeline) -> int:
     pending = pending_packages(pipeline)
     log.warning("finishing %d load package(s) left by an interrupted run", pending)
     try:
+        _finish_normalize_commits(pipeline)
+        _adopt_package_schema(pipeline)
         pipeline.normalize()
         pipeline.load()
     except Exception as error:  # noqa: BLE001 - any failure: fall back to the destination's state
@@ -67,3 +73,41 @@ def finish_interrupted(pipeline: Pipeline) -> int:
         pipeline.drop()
         pipeline.sync_destination()
     return pending
+
+
+def _finish_normalize_commits(pipeline: Pipeline) -> None:
+    """Complete a normalize step killed while committing a package.
+
+    dlt's normalize commits by renaming the finished package into the load folder, then
+    deleting its extracted copy. A kill between the two leaves the package in both
+    places, and normalizing it again fails on the rename. The normalized copy is
+    complete (the rename is atomic, and everything was written before it), so deleting
+    the extracted copy is exactly the step the kill skipped.
+    """
+    twice = set(pipeline.list_extracted_load_packages()) & set(
+        pipeline.list_normalized_load_packages()
+    )
+    extracted = pipeline._get_normalize_storage().extracted_packages
+    for load_id in twice:
+        log.info("completing the interrupted normalize commit of package %s", load_id)
+        extracted.delete_package(load_id)
+
+
+def _adopt_package_schema(pipeline: Pipeline) -> None:
+    """Give the pipeline the schema of a package a killed first run committed.
+
+    dlt's extract commits its package, then saves the schema, then the state that names
+    it as the default. A first run killed in between leaves a package the pipeline has
+    no default schema for: dlt's `normalize()` silently skips it, and the next run's
+    `sync_destination()` then wipes it as the leftover of a never-loaded pipeline. The
+    package carries its own schema; installing that one is what the killed run had left
+    to do. dlt has no public call for it: `_inject_schema` saves the schema and sets it
+    as the default, and dlt is pinned to the minor version it was read in (1.31).
+    """
+    if pipeline.default_schema_name:
+        return
+    extracted = pipeline.list_extracted_load_packages()
+    if extracted:
+        schema = pipeline.get_load_package_info(extracted[0]).schema
+        log.info("adopting schema %r from the interrupted run's package", schema.name)
+        pipeline._inject_schema(schema)

@@ -37,7 +37,40 @@ HANDFUL = 8
 LATENCY_MS = 30
 
 
-def start_load(server: Sandbox, tmp_path: Path) -> subprocess.Popen[bytes]:
+#: run as `python -c KILL_AT_INSTANT <instant> <leadrat load args>`: a load that kills itself
+#: (SIGKILL, like the kernel's OOM killer) at one of dlt's commit instants, which a kill
+#: from outside hits only by chance
+KILL_AT_INSTANT = """
+import os, signal, sys
+from dlt.common.storages.load_storage import LoadStorage
+from dlt.extract.extract import Extract
+from dlt.pipeline.pipeline import Pipeline
+from leadrat_source.cli import main
+
+instant = sys.argv.pop(1)
+def die(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+def after(function, then):
+    def wrapped(*args, **kwargs):
+        result = function(*args, **kwargs)
+        then(*args, **kwargs)
+        return result
+    return wrapped
+if instant == "extract-committed":  # package committed; no schema, no state saved yet
+    Extract.commit_packages = after(Extract.commit_packages, die)
+elif instant == "schema-saved":  # package and schema saved; the state not yet
+    Extract.commit_packages = after(Extract.commit_packages,
+                                    lambda *a: setattr(Pipeline, "_save_state", die))
+elif instant == "normalize-committing":  # normalized package renamed; extracted not yet deleted
+    LoadStorage.commit_new_load_package = after(LoadStorage.commit_new_load_package, die)
+else:
+    raise SystemExit(f"unknown instant {instant}")
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def start_load(server: Sandbox, tmp_path: Path, instant: str | None = None
+               ) -> subprocess.Popen[bytes]:
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("SOURCES__", "DESTINATION__"))},
         "SOURCES__LEADRAT__BASE_URL": server.base_url,
@@ -46,8 +79,9 @@ def start_load(server: Sandbox, tmp_path: Path) -> subprocess.Popen[bytes]:
         "DESTINATION__DUCKDB__CREDENTIALS": str(tmp_path / "warehouse.duckdb"),
         "DLT_DATA_DIR": str(tmp_path / "dlt"),
     }
+    command = ["-c", KILL_AT_INSTANT, instant] if instant else ["-m", "leadrat_source.cli"]
     return subprocess.Popen(
-        [sys.executable, "-m", "leadrat_source.cli", "load", "--pipeline-name", PIPELINE],
+        [sys.executable, *command, "load", "--pipeline-name", PIPELINE],
         env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
         stderr=(tmp_path / "stderr.log").open("ab"),
     )
@@ -189,12 +223,7 @@ def warehouse_of(make_warehouse: Callable[..., Any], server: Sandbox, tmp_path: 
 @pytest.mark.parametrize(
     "point",
     [KillPoint("extract", pages=15),
-     # Known gap, not yet fixed in finish_interrupted: a kill that lands as a first run's
-     # package is committed can make the next run drop the package and re-read instead of
-     # finishing it (exact, but a re-read). Seen in 1 of 4 full runs on 2 cores; until it
-     # is fixed this case may fail without failing CI.
-     pytest.param(KillPoint("normalize"), marks=pytest.mark.xfail(
-         strict=False, reason="finish_interrupted cannot finish a package killed at commit")),
+     KillPoint("normalize"),
      KillPoint("load"), KillPoint("load", mid_load=True)],
     ids=["extract", "normalize", "load", "load-mid-way"],
 )
@@ -223,8 +252,30 @@ def test_killed_run_is_completed_by_the_next_run(
     assert_equal_to_sandbox(warehouse_of(make_warehouse, server, tmp_path))
 
 
-@pytest.mark.xfail(strict=False, reason="finish_interrupted cannot finish a package killed "
-                   "at commit (see the normalize case above)")
+@pytest.mark.parametrize("instant", ["extract-committed", "schema-saved", "normalize-committing"])
+def test_first_run_killed_at_a_commit_instant_is_completed_by_the_next_run(
+    instant: str, make_sandbox: Callable[..., Sandbox], make_warehouse: Callable[..., Any],
+    tmp_path: Path,
+) -> None:
+    """The instants between two of dlt's writes, where a package is committed but the
+    pipeline does not know it yet (no schema or state saved), or is committed twice: the
+    next run loads that package and reads only what changed since."""
+    leads = 4_000
+    server = make_sandbox(leads=leads, seed=47, rate_limit=0)
+    pipeline_dir = tmp_path / "dlt" / "pipelines" / PIPELINE
+    process = start_load(server, tmp_path, instant)
+    assert process.wait(timeout=180) == -signal.SIGKILL, (tmp_path / "stderr.log").read_text()
+    left = packages(pipeline_dir).pending
+    assert len(left) == 1, f"the kill left {sorted(left)}"
+
+    changed = len({change.get("lead_id") for change in server.churn(200)})
+    pages = resume(server, tmp_path)
+    assert left <= completed_loads(tmp_path), (
+        "the next run did not load the package the killed run left")
+    assert pages <= math.ceil(changed / 100) + HANDFUL, f"{pages} pages: a re-read"
+    assert_equal_to_sandbox(warehouse_of(make_warehouse, server, tmp_path))
+
+
 def test_killed_again_and_again_at_every_step_still_ends_exact(
     make_sandbox: Callable[..., Sandbox], make_warehouse: Callable[..., Any], tmp_path: Path,
 ) -> None:
