@@ -12,11 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from leadrat_source.client import LeadRatClient
-from leadrat_source.client_config import make_client
+from leadrat_source.client_config import open_client
 from leadrat_source.contract import PLANS
 from leadrat_source.destinations import get_profile
 from leadrat_source.errors import InvalidRequest, NotFound, PermissionDenied, ValidationFailed
 from leadrat_source.load import LoadRequest, make_pipeline
+from leadrat_source.pacing import RateLimitStatus
 
 #: An ID no LeadRat lead has (IDs are `lead_` + ULID-like text); used only to probe scope.
 SCOPE_PROBE_LEAD_ID = "lead_leadrat_check_scope_probe"
@@ -64,24 +65,27 @@ def key_scope(client: LeadRatClient) -> str:
     return "read_write"
 
 
+def _ask_api(client: LeadRatClient, probe_write: bool
+             ) -> tuple[str, str | None, RateLimitStatus | None]:
+    """One list request (the key works), and the key's scope when asked to probe it: the
+    API's address, the scope and the budget it reported."""
+    client.leads.list_page(per_page=1)
+    scope = key_scope(client) if probe_write else None
+    return client.base_url, scope, client.rate_limit
+
+
 def run_check(request: LoadRequest, client: LeadRatClient | None = None,
               probe_write: bool = False) -> CheckReport:
     """Raise the first problem found (with its advice); return what was verified.
     Sends only reads unless `probe_write`."""
     profile = get_profile(request.destination)
-    api = client or make_client()
-    try:
-        api.leads.list_page(per_page=1)
-        scope = key_scope(api) if probe_write else None
-        status = api.rate_limit
-    finally:
-        if client is None:
-            api.close()
+    with open_client(client) as opened:
+        base_url, scope, status = _ask_api(opened, probe_write)
     pipeline = make_pipeline(request, profile)
     with pipeline.sql_client() as sql:
         sql.execute_sql("SELECT 1")
     return CheckReport(
-        base_url=api.base_url,
+        base_url=base_url,
         scope=scope,
         plan=plan_for_limit(status.limit if status else None),
         limit=status.limit if status else None,

@@ -3,10 +3,13 @@ in .dlt/config.toml and .dlt/secrets.toml, or SOURCES__LEADRAT__* variables).
 
 The source resolves the same settings through its own signature and builds its client
 with `new_client`; the commands that share one client across runs or talk to the API
-outside a source (load, check, reverse sync) use `make_client`.
+outside a source (load, check, reverse sync) use `make_client`, through `open_client`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import dlt
 from dlt.common.configuration.inject import with_config
@@ -50,3 +53,14 @@ def make_client(
     """A client configured the dlt way (`[sources.leadrat]`, `SOURCES__LEADRAT__API_KEY`, ...),
     for the commands that talk to the API outside a source (check, reverse sync)."""
     return new_client(base_url, api_key, bearer_token, timeout, max_attempts, max_wait_seconds)
+
+
+@contextmanager
+def open_client(client: LeadRatClient | None) -> Iterator[LeadRatClient]:
+    """The caller's client, left open (it may serve several runs and count their requests),
+    or, when there is none, a client from dlt's config that is closed on the way out."""
+    if client is not None:
+        yield client
+        return
+    with make_client() as own:
+        yield own

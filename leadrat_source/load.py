@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -19,13 +19,18 @@ from dlt.pipeline.pipeline import Pipeline
 
 from leadrat_source import settings
 from leadrat_source.client import LeadRatClient
-from leadrat_source.client_config import make_client
+from leadrat_source.client_config import open_client
 from leadrat_source.destinations import DestinationProfile, get_profile
 from leadrat_source.errors import ConfigurationError
 from leadrat_source.progress import LoadProgress, LogDisplay
-from leadrat_source.run_report import RunNotes, leads_cursor, raise_if_incomplete, unread_parts
+from leadrat_source.run_report import (
+    RunNotes,
+    UnreadPart,
+    leads_cursor,
+    raise_if_incomplete,
+    unread_parts,
+)
 from leadrat_source.source import RESOURCE_NAMES, leadrat_source
-from leadrat_source.stats import RequestStatsSnapshot
 from leadrat_source.warehouse_lock import run_when_free
 from leadrat_source.warehouse_pipeline import finish_interrupted, profile_pipeline
 
@@ -178,67 +183,90 @@ def run_load(
     profile = get_profile(request.destination)
     pipeline = make_pipeline(request, profile)
     started = time.monotonic()
-    api = client or make_client()
-    before = api.stats.snapshot()  # a shared client counts earlier runs too
-    wait_before = api.rate_limit_wait_seconds
-    progress = progress or LoadProgress(LogDisplay())
-    try:
+    with open_client(client) as opened:
+        count_requests = _request_counter(opened, started)
+        progress = progress or LoadProgress(LogDisplay())
         with progress:
             summary = LoadSummary(pipeline.pipeline_name, profile.name, pipeline.dataset_name)
             progress.summary = summary
             summary.resumed_packages = finish_interrupted(pipeline)
-            since, until = load_window(request, pipeline)
-            refresh: dict[str, Any] = (
-                {"refresh": "drop_sources"} if request.full_refresh else {}
-            )
-            selected = resources
-            while True:
-                notes = RunNotes()
-                progress.follow(notes, api)
-                source = leadrat_source(
-                    since=since, until=until, snapshot_date=request.snapshot_date,
-                    client=api, notes=notes,
-                )
-                if selected:
-                    source = source.with_resources(*selected)
-                info: LoadInfo = run_when_free(pipeline, partial(
-                    pipeline.run,
-                    source,
-                    loader_file_format=profile.loader_file_format,  # type: ignore[arg-type]
-                    **refresh,
-                ))
-                info.raise_on_failed_jobs()
-                _count_rows(pipeline, summary)
-                summary.tag_markers += notes.tag_markers
-                _count_requests(summary, api, before, wait_before, started)
-                unread = unread_parts(pipeline)
-                if not unread or any(part.reason == "quota" for part in unread):
-                    break
-                log.info("loaded a part of the leads (%s so far); going on",
-                         summary.rows.get("leads"))
-                refresh, selected = {}, ["leads"]  # the other resources are done
+            run = _LoadRun(request, profile, pipeline, opened, progress, summary, count_requests)
+            unread = run.until_caught_up(resources)
         if unread:
             # what was read is loaded and the cursor set to resume; still a failed run
             for line in summary.lines():
                 log.info("%s", line)
             raise_if_incomplete(pipeline)
         return summary
-    finally:
-        if client is None:
-            api.close()
 
 
-def _count_requests(
-    summary: LoadSummary, api: LeadRatClient, before: RequestStatsSnapshot,
-    wait_before: float, started: float,
-) -> None:
-    """Set the summary's request counters and duration: the client's, since `before`."""
-    stats = api.stats.snapshot()
-    summary.requests = stats.requests - before.requests
-    summary.retries = stats.retries - before.retries
-    summary.rate_limited = stats.rate_limited - before.rate_limited
-    summary.rate_limit_wait_seconds = api.rate_limit_wait_seconds - wait_before
-    summary.seconds = time.monotonic() - started
+@dataclass
+class _LoadRun:
+    """The parts of one load that each of its dlt runs uses."""
+
+    request: LoadRequest
+    profile: DestinationProfile
+    pipeline: Pipeline
+    client: LeadRatClient
+    progress: LoadProgress
+    summary: LoadSummary
+    count_requests: Callable[[LoadSummary], None]
+
+    def until_caught_up(self, resources: list[str] | None) -> list[UnreadPart]:
+        """dlt runs until the leads are caught up or the quota is spent; what is left."""
+        since, until = load_window(self.request, self.pipeline)
+        refresh: dict[str, Any] = (
+            {"refresh": "drop_sources"} if self.request.full_refresh else {}
+        )
+        selected = resources
+        while True:
+            unread = self.run_once(since, until, selected, refresh)
+            if not unread or any(part.reason == "quota" for part in unread):
+                return unread
+            log.info("loaded a part of the leads (%s so far); going on",
+                     self.summary.rows.get("leads"))
+            refresh, selected = {}, ["leads"]  # the other resources are done
+
+    def run_once(self, since: dt.datetime | None, until: dt.datetime | None,
+                 selected: list[str] | None, refresh: dict[str, Any]) -> list[UnreadPart]:
+        """One dlt run of the source into the pipeline; counts it in the summary."""
+        pipeline, summary = self.pipeline, self.summary
+        notes = RunNotes()
+        self.progress.follow(notes, self.client)
+        source = leadrat_source(
+            since=since, until=until, snapshot_date=self.request.snapshot_date,
+            client=self.client, notes=notes,
+        )
+        if selected:
+            source = source.with_resources(*selected)
+        info: LoadInfo = run_when_free(pipeline, partial(
+            pipeline.run,
+            source,
+            loader_file_format=self.profile.loader_file_format,  # type: ignore[arg-type]
+            **refresh,
+        ))
+        info.raise_on_failed_jobs()
+        _count_rows(pipeline, summary)
+        summary.tag_markers += notes.tag_markers
+        self.count_requests(summary)
+        return unread_parts(pipeline)
+
+
+def _request_counter(client: LeadRatClient, started: float) -> Callable[[LoadSummary], None]:
+    """Sets a summary's request counters and duration: the client's since now (a shared
+    client counts earlier runs too), the time since `started`."""
+    before = client.stats.snapshot()
+    wait_before = client.rate_limit_wait_seconds
+
+    def count(summary: LoadSummary) -> None:
+        stats = client.stats.snapshot()
+        summary.requests = stats.requests - before.requests
+        summary.retries = stats.retries - before.retries
+        summary.rate_limited = stats.rate_limited - before.rate_limited
+        summary.rate_limit_wait_seconds = client.rate_limit_wait_seconds - wait_before
+        summary.seconds = time.monotonic() - started
+
+    return count
 
 
 def _count_rows(pipeline: Pipeline, summary: LoadSummary) -> None:

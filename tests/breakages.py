@@ -183,7 +183,7 @@ BREAKAGES = (
     Breakage(
         "full-refresh-ignored",
         "leadrat_source/load.py",
-        '{"refresh": "drop_sources"} if request.full_refresh else {}',
+        '{"refresh": "drop_sources"} if self.request.full_refresh else {}',
         "{}",
         ("tests/test_cli.py::test_full_refresh_reloads_everything_and_drops_what_is_not_in_leadrat",),
     ),
@@ -240,8 +240,8 @@ BREAKAGES = (
     Breakage(
         "check-probes-write-by-default",
         "leadrat_source/check.py",
-        "scope = key_scope(api) if probe_write else None",
-        "scope = key_scope(api)",
+        "scope = key_scope(client) if probe_write else None",
+        "scope = key_scope(client)",
         ("tests/test_status_and_check.py::test_check_sends_only_reads_unless_asked_to_probe_write",),
     ),
     Breakage(
