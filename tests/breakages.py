@@ -233,7 +233,7 @@ BREAKAGES = (
     Breakage(
         "dry-run-writes-its-run-row",
         "leadrat_source/reverse_sync/sync.py",
-        "recorded = not request.dry_run and summary.status",
+        "recorded = not self.request.dry_run and summary.status",
         "recorded = summary.status",
         ("tests/test_reverse_sync.py::test_dry_run_sends_nothing_and_writes_nothing",),
     ),

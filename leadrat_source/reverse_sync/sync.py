@@ -14,8 +14,8 @@ import dlt
 
 from leadrat_source import settings
 from leadrat_source.client import LeadRatClient
-from leadrat_source.client_config import make_client
-from leadrat_source.destinations import get_profile
+from leadrat_source.client_config import open_client
+from leadrat_source.destinations import DestinationProfile, get_profile
 from leadrat_source.errors import ConfigurationError
 from leadrat_source.reverse_sync.columns import ColumnMap, LeadChange
 from leadrat_source.reverse_sync.delivery import Delivery, Outcome
@@ -108,12 +108,10 @@ class ReverseSyncSummary:
         return lines
 
 
-def make_pipeline(request: ReverseSyncRequest) -> tuple[dlt.Pipeline, str | None, str]:
+def ledger_pipeline(request: ReverseSyncRequest, profile: DestinationProfile) -> dlt.Pipeline:
     """The dlt pipeline that reads the input and writes the ledger, in one dataset."""
-    profile = get_profile(request.destination)
     name = request.pipeline_name or f"{settings.REVERSE_SYNC_PIPELINE_PREFIX}_{profile.name}"
-    pipeline = profile_pipeline(profile, name, request.dataset, request.pipelines_dir)
-    return pipeline, profile.loader_file_format, profile.name
+    return profile_pipeline(profile, name, request.dataset, request.pipelines_dir)
 
 
 def decide(memory: LeadMemory | None, digest: str, retry_failed: bool) -> str:
@@ -163,6 +161,26 @@ class _Run:
         log.info("ledger saved: %d confirmed, %d failed of %d sent so far (%d rows read)",
                  s.confirmed, s.failed, s.sent, s.rows_read)
 
+    def keep_sample(self, to_send: list[tuple[LeadChange, str]]) -> None:
+        """A dry run shows the first few changes it would send."""
+        sample = self.summary.sample
+        sample += [change.sample() for change, _ in to_send[:SAMPLE_ROWS - len(sample)]]
+
+    def finish(self) -> None:
+        """Write the last confirmations and the run's row; a dry run writes nothing, and
+        bad input or settings fail before anything is sent."""
+        summary = self.summary
+        summary.finished_at = dt.datetime.now(dt.UTC)
+        recorded = not self.request.dry_run and summary.status != "ConfigurationError"
+        history = summary.run_row() if recorded else None
+        try:
+            self.flush(history)
+        except Exception:
+            if summary.status == "ok":
+                raise
+            # the run's own error matters more than a ledger that could not be written
+            log.exception("could not write the ledger after the run failed")
+
 
 def _changes(run: _Run, chunk_columns: list[str], rows: list[dict[str, Any]],
              columns: ColumnMap | None) -> tuple[ColumnMap, list[tuple[LeadChange, str]]]:
@@ -204,39 +222,35 @@ def run_reverse_sync(
     sent), and the client's AuthenticationFailed / PermissionDenied / QuotaExhausted, which
     stop the run after recording what was already confirmed."""
     request.check()
-    pipeline, file_format, profile_name = make_pipeline(request)
+    profile = get_profile(request.destination)
+    pipeline = ledger_pipeline(request, profile)
     summary = ReverseSyncSummary(
-        run_id=uuid.uuid4().hex[:16], destination=profile_name,
+        run_id=uuid.uuid4().hex[:16], destination=profile.name,
         dataset=pipeline.dataset_name, dry_run=request.dry_run,
         started_at=dt.datetime.now(dt.UTC),
     )
-    ledger = Ledger(pipeline, file_format)
+    ledger = Ledger(pipeline, profile.loader_file_format)
     if request.dry_run:
         ledger.open_to_read()  # a dry run leaves the warehouse exactly as it was
     elif finished := ledger.open():
         log.warning("wrote %d ledger batch(es) left by an interrupted run", finished)
     run = _Run(request, ledger, summary)
-    spec = InputSpec(request.table, request.query, request.max_rows)
-    api = None if request.dry_run else client or make_client()
-    before = api.stats.snapshot() if api else None
-    delivery = Delivery(api, request.workers) if api else None
-    columns: ColumnMap | None = None
+    if request.dry_run:
+        _sync(run, pipeline, None)
+    else:
+        with open_client(client) as opened:
+            _sync(run, pipeline, opened)
+    return summary
+
+
+def _sync(run: _Run, pipeline: dlt.Pipeline, client: LeadRatClient | None) -> None:
+    """Read, diff and (unless `client` is None: a dry run) deliver; then write the ledger,
+    also when the run fails."""
+    summary = run.summary
+    before = client.stats.snapshot() if client is not None else None
+    delivery = Delivery(client, run.request.workers) if client is not None else None
     try:
-        for chunk_columns, rows in iter_chunks(pipeline.dataset(), spec):
-            summary.rows_read += len(rows)
-            columns, to_send = _changes(run, chunk_columns, rows, columns)
-            summary.sent += len(to_send)
-            if delivery is None:
-                summary.sample += [c.sample() for c, _ in to_send[:SAMPLE_ROWS - len(
-                    summary.sample)]]
-                continue
-            for change, digest in to_send:
-                for outcome in delivery.submit(change, digest):
-                    run.record(outcome)
-                run.maybe_flush()
-        if delivery is not None:
-            for outcome in delivery.drain():
-                run.record(outcome)
+        _read_and_send(run, pipeline, delivery)
         summary.status = "ok"
     except BaseException as error:
         summary.status = type(error).__name__
@@ -246,22 +260,30 @@ def run_reverse_sync(
     finally:
         if delivery is not None:
             delivery.close()
-        if api is not None and before is not None:
-            stats = api.stats.snapshot()
+        if client is not None and before is not None:
+            stats = client.stats.snapshot()
             summary.requests = stats.requests - before.requests
             summary.rate_limited = stats.rate_limited - before.rate_limited
-        summary.finished_at = dt.datetime.now(dt.UTC)
-        # a dry run writes nothing; bad input or settings fail before anything is sent
-        recorded = not request.dry_run and summary.status != "ConfigurationError"
-        history = summary.run_row() if recorded else None
-        try:
-            run.flush(history)
-        except Exception:
-            if summary.status == "ok":
-                raise
-            # the run's own error matters more than a ledger that could not be written
-            log.exception("could not write the ledger after the run failed")
-        finally:
-            if api is not None and client is None:
-                api.close()
-    return summary
+        run.finish()
+
+
+def _read_and_send(run: _Run, pipeline: dlt.Pipeline, delivery: Delivery | None) -> None:
+    """Every chunk of the input, diffed against the ledger; the changes go to `delivery`
+    (their outcomes into the ledger), or, in a dry run, into the summary's sample."""
+    request, summary = run.request, run.summary
+    spec = InputSpec(request.table, request.query, request.max_rows)
+    columns: ColumnMap | None = None
+    for chunk_columns, rows in iter_chunks(pipeline.dataset(), spec):
+        summary.rows_read += len(rows)
+        columns, to_send = _changes(run, chunk_columns, rows, columns)
+        summary.sent += len(to_send)
+        if delivery is None:
+            run.keep_sample(to_send)
+            continue
+        for change, digest in to_send:
+            for outcome in delivery.submit(change, digest):
+                run.record(outcome)
+            run.maybe_flush()
+    if delivery is not None:
+        for outcome in delivery.drain():
+            run.record(outcome)
