@@ -99,8 +99,7 @@ def leadrat_source(
     other argument can come from dlt's config the same way. `since`/`until` load a fixed
     `updated_at` window (a backfill) without touching the incremental state; otherwise
     each run continues where the last one ended, `lookback_seconds` earlier, starting at
-    `initial_updated_at` on the first run.
-    `snapshot_date` (default: today, UTC) dates the
+    `initial_updated_at` on the first run. `snapshot_date` (default: today, UTC) dates the
     analytics snapshot; a scheduler passes its own date. `client` lets a caller share its
     client (and read its request counters) instead of one built from the settings;
     `notes` lets it follow the run (the scan's counters, for a progress display).
@@ -111,37 +110,48 @@ def leadrat_source(
     `custom_fields`, `custom_field_columns` and `leads_max_columns` say which custom
     field keys get columns of their own (see `custom_fields.py`).
     """
+    _check_delete_mode(delete_mode)
+    custom_fields_config = CustomFieldsConfig.from_settings(
+        custom_fields, custom_field_columns, leads_max_columns
+    )
+    client = client or new_client(
+        base_url, api_key, bearer_token, timeout, max_attempts, max_wait_seconds
+    )
+    notes = notes if notes is not None else RunNotes()
+    updated_at = _updated_at(since or initial_updated_at, until, lookback_seconds)
+    resources = (
+        leads_resource(
+            client, notes, delete_mode, history, workers, leads_per_batch, max_leads_per_run,
+            custom_fields_config,
+        )(updated_at),  # type: ignore[arg-type]
+        pipelines_resource(client, notes),
+        analytics_resource(client, notes, _snapshot_date(snapshot_date)),
+    )
+    return [document(resource) for resource in resources]  # descriptions and references
+
+
+def _check_delete_mode(delete_mode: str) -> None:
     if delete_mode not in ("soft", "hard"):
         raise ConfigurationError(
             f"delete_mode must be 'soft' or 'hard', not {delete_mode!r} "
             "(sources.leadrat.delete_mode)"
         )
-    custom_fields_config = CustomFieldsConfig.from_settings(
-        custom_fields, custom_field_columns, leads_max_columns
-    )
-    api = client or new_client(
-        base_url, api_key, bearer_token, timeout, max_attempts, max_wait_seconds
-    )
-    notes = notes if notes is not None else RunNotes()
-    updated_at = dlt.sources.incremental[dt.datetime](
+
+
+def _updated_at(start: dt.datetime | str, end: dt.datetime | str | None,
+                lookback_seconds: float) -> dlt.sources.incremental[dt.datetime]:
+    """The `leads` cursor: from `start` (or where the last run ended, less the lookback)
+    up to `end` (a backfill window, which keeps no state), or open-ended."""
+    return dlt.sources.incremental[dt.datetime](
         "updated_at",
-        initial_value=parse_timestamp(since or initial_updated_at),
-        end_value=parse_timestamp(until) if until else None,
+        initial_value=parse_timestamp(start),
+        end_value=parse_timestamp(end) if end else None,
         lag=lookback_seconds,
         range_end="open",
         # duplicates at the boundary are harmless (rows are merged on their keys), and the
         # `lead_tags` rows travelling with the leads have no `id` to deduplicate on
         primary_key=(),
     )
-    resources = (
-        leads_resource(
-            api, notes, delete_mode, history, workers, leads_per_batch, max_leads_per_run,
-            custom_fields_config,
-        )(updated_at),  # type: ignore[arg-type]
-        pipelines_resource(api, notes),
-        analytics_resource(api, notes, _snapshot_date(snapshot_date)),
-    )
-    return [document(resource) for resource in resources]  # descriptions and references
 
 
 def leads_resource(
@@ -185,14 +195,8 @@ def leads_resource(
         resource_state = dlt.current.resource_state()
         window = ScanRange(window_start, window_end)
         resumed: list[ScanRange] = []
-        progress = ScanProgress.from_state(resource_state.get(SCAN_PROGRESS_KEY))
-        if incremental and progress is not None:
-            # An earlier run stopped by the quota left these ranges unread: read only them,
-            # and the new window from where that run's window ended (less the lookback).
-            lookback = dt.timedelta(seconds=updated_at.lag or 0)
-            window, resumed = progress.plan(
-                max(window_start, progress.read_until - lookback), window_end
-            )
+        if incremental:
+            window, resumed = _resume_plan(window, resource_state, updated_at.lag or 0)
         notes.scan = scanner.stats
         pages = scanner.scan(window, resumed, catch_up=incremental)
         for batch in _batches(pages, leads_per_batch):
@@ -207,6 +211,18 @@ def leads_resource(
         _report_unread(notes, scanner, window)
 
     return leads
+
+
+def _resume_plan(window: ScanRange, resource_state: dict[str, Any], lookback_seconds: float
+                 ) -> tuple[ScanRange, list[ScanRange]]:
+    """The window to read and the ranges to resume. An earlier run stopped by the quota
+    left ranges unread: read only them, and the new window from where that run's window
+    ended (less the lookback)."""
+    progress = ScanProgress.from_state(resource_state.get(SCAN_PROGRESS_KEY))
+    if progress is None:
+        return window, []
+    lookback = dt.timedelta(seconds=lookback_seconds)
+    return progress.plan(max(window.start, progress.read_until - lookback), window.end)
 
 
 def _report_unread(notes: RunNotes, scanner: LeadScanner, window: ScanRange) -> None:
