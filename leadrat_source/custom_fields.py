@@ -34,11 +34,13 @@ COLUMNS: Final = "columns"
 JSON: Final = "json"
 MODES: Final = (COLUMNS_AND_OVERFLOW, COLUMNS, JSON)
 
-CUSTOM_FIELDS_PREFIX: Final = "custom_fields__"
-#: The JSON object of a lead's keys that have no column (mode "columns+overflow").
-OVERFLOW_COLUMN: Final = "custom_fields__overflow"
 #: The whole `custom_fields` object as JSON (mode "json").
 JSON_COLUMN: Final = "custom_fields"
+#: Columns of one key each are `custom_fields__<key>` (before dlt's naming), as dlt would
+#: flatten the object.
+CUSTOM_FIELDS_PREFIX: Final = JSON_COLUMN + "__"
+#: The JSON object of a lead's keys that have no column (mode "columns+overflow").
+OVERFLOW_COLUMN: Final = CUSTOM_FIELDS_PREFIX + "overflow"
 VARIANT_SUFFIX: Final = "__v_text"
 #: Column hint naming the custom field key a column holds (the data dictionary's source).
 KEY_HINT: Final = "x-leadrat-custom-field"
@@ -210,16 +212,8 @@ class CustomFieldLayout:
         self._new_columns = {}
         if not self.crowded_out:
             return
-        log.warning(
-            "leads: %d custom field key(s) are stored in the JSON column %s instead of "
-            "columns of their own: the table's column budget (%s columns%s) is used up or "
-            "their names collide after normalization. Choose the keys that get columns "
-            "with sources.leadrat.custom_field_columns, raise sources.leadrat."
-            "leads_max_columns where the warehouse allows, or store all keys as JSON with "
-            "sources.leadrat.custom_fields = \"json\"",
-            len(self.crowded_out), OVERFLOW_COLUMN, self.limit,
-            f", the limit of {self.destination_type}" if self._hard_limit else "",
-        )
+        _warn_crowded_out(len(self.crowded_out), self.limit,
+                          self.destination_type if self._hard_limit else None)
 
     def _column_for(self, key: str) -> str | None:
         allow = self.config.allow
@@ -264,6 +258,19 @@ class CustomFieldLayout:
         self._columns.add(column)
         self._new_columns[column] = key
         return True
+
+
+def _warn_crowded_out(keys: int, limit: int | None, limited_by: str | None) -> None:
+    """The one WARNING of a run that put keys in the overflow for want of a column."""
+    log.warning(
+        "leads: %d custom field key(s) are stored in the JSON column %s instead of "
+        "columns of their own: the table's column budget (%s columns%s) is used up or "
+        "their names collide after normalization. Choose the keys that get columns "
+        "with sources.leadrat.custom_field_columns, raise sources.leadrat."
+        "leads_max_columns where the warehouse allows, or store all keys as JSON with "
+        "sources.leadrat.custom_fields = \"json\"",
+        keys, OVERFLOW_COLUMN, limit, f", the limit of {limited_by}" if limited_by else "",
+    )
 
 
 def current_layout(config: CustomFieldsConfig, known_columns: TTableSchemaColumns
