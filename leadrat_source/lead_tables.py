@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 from dlt.common.normalizers.naming.snake_case import NamingConvention
 from dlt.common.schema.typing import TTableSchemaColumns
 
+from leadrat_source.contract import LEAD_SCALAR_FIELDS
 from leadrat_source.custom_fields import (
     JSON,
     VARIANT_SUFFIX,
@@ -35,21 +36,16 @@ from leadrat_source.custom_fields import (
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 
-#: Fixed Arrow types of the contract's scalar lead fields.
-LEAD_FIELD_TYPES: dict[str, pa.DataType] = {
-    "id": pa.string(),
-    "name": pa.string(),
-    "email": pa.string(),
-    "phone": pa.string(),
-    "company": pa.string(),
-    "status": pa.string(),
-    "source": pa.string(),
+#: Arrow types of the contract's scalar lead fields that are not text.
+_NOT_TEXT: dict[str, pa.DataType] = {
     "score": pa.float64(),
-    "pipeline_id": pa.string(),
-    "stage_id": pa.string(),
     "created_at": TIMESTAMP,
     "updated_at": TIMESTAMP,
     "deleted_at": TIMESTAMP,
+}
+#: Fixed Arrow types of the contract's scalar lead fields, in the contract's order.
+LEAD_FIELD_TYPES: dict[str, pa.DataType] = {
+    name: _NOT_TEXT.get(name, pa.string()) for name in LEAD_SCALAR_FIELDS
 }
 #: Marks the one `lead_tags` row sent for a lead without tags; dlt's hard-delete hint
 #: makes the merge delete that lead's old tags and insert nothing for it.
@@ -157,6 +153,43 @@ def _add_to_overflow(
         fields[key] = value
 
 
+def _custom_values(
+    leads: Sequence[Mapping[str, Any]], columns: dict[str, list[Any]]
+) -> dict[str, tuple[list[int], list[Any]]]:
+    """Each custom field key's (rows, values), nulls left out: sparse, because a wide
+    account has thousands of keys and each lead only a few of them."""
+    custom: dict[str, tuple[list[int], list[Any]]] = {}
+    for row, lead in enumerate(leads):
+        fields = lead.get("custom_fields")
+        if not isinstance(fields, Mapping):
+            if fields:  # not the contract's object: keep it rather than drop it
+                columns.setdefault("custom_fields", [None] * len(leads))[row] = fields
+            continue
+        for key, value in fields.items():
+            if value is None:
+                continue
+            entry = custom.get(key)
+            if entry is None:
+                entry = custom[key] = ([], [])
+            entry[0].append(row)
+            entry[1].append(value)
+    return custom
+
+
+def _typed_array(name: str, values: list[Any], column_type: pa.DataType) -> pa.Array:
+    """The values as an array of the column's type; timestamps are parsed from the
+    contract's ISO 8601 text."""
+    if pa.types.is_timestamp(column_type):
+        try:
+            return pa.array(values, pa.string()).cast(column_type)
+        except pa.ArrowInvalid as error:
+            raise ValueError(
+                f"lead field {name!r} holds a value that is not an ISO 8601 timestamp "
+                f"({error}); the LeadRat contract requires one"
+            ) from None
+    return pa.array(values, column_type)
+
+
 class LeadTableBuilder:
     """Builds `leads` and `lead_tags` Arrow tables, keeping column types stable across batches.
 
@@ -196,7 +229,7 @@ class LeadTableBuilder:
         if self.layout.mode == JSON:
             columns[self.layout.json_column()] = [lead.get("custom_fields") for lead in leads]
         else:
-            custom = self._custom_values(leads, columns)
+            custom = _custom_values(leads, columns)
         names: list[str] = []
         arrays: list[pa.Array] = []
         for name, values in columns.items():
@@ -218,29 +251,6 @@ class LeadTableBuilder:
             for name, array in zip(names, arrays, strict=True)
         )
         return pa.Table.from_arrays(arrays, schema=schema)
-
-    @staticmethod
-    def _custom_values(
-        leads: Sequence[Mapping[str, Any]], columns: dict[str, list[Any]]
-    ) -> dict[str, tuple[list[int], list[Any]]]:
-        """Each custom field key's (rows, values), nulls left out: sparse, because a wide
-        account has thousands of keys and each lead only a few of them."""
-        custom: dict[str, tuple[list[int], list[Any]]] = {}
-        for row, lead in enumerate(leads):
-            fields = lead.get("custom_fields")
-            if not isinstance(fields, Mapping):
-                if fields:  # not the contract's object: keep it rather than drop it
-                    columns.setdefault("custom_fields", [None] * len(leads))[row] = fields
-                continue
-            for key, value in fields.items():
-                if value is None:
-                    continue
-                entry = custom.get(key)
-                if entry is None:
-                    entry = custom[key] = ([], [])
-                entry[0].append(row)
-                entry[1].append(value)
-        return custom
 
     def _add_custom_columns(
         self, custom: dict[str, tuple[list[int], list[Any]]], rows: int,
@@ -296,7 +306,7 @@ class LeadTableBuilder:
             value_types = {str}
         if value_types <= _FAST_TYPES[column_type]:
             try:
-                return self._array(name, values, column_type), {}
+                return _typed_array(name, values, column_type), {}
             except (pa.ArrowInvalid, OverflowError):
                 pass  # e.g. an integer beyond int64: sort it out value by value
         fitting: list[Any] = [None] * len(values)
@@ -313,20 +323,7 @@ class LeadTableBuilder:
                         "contract does not allow for it; report this to LeadRat support"
                     ) from None
                 misfits[row] = value
-        return self._array(name, fitting, column_type), misfits
-
-    @staticmethod
-    def _array(name: str, values: list[Any], column_type: pa.DataType) -> pa.Array:
-        if pa.types.is_timestamp(column_type):
-            try:
-                return pa.array(values, pa.string()).cast(column_type)
-            except pa.ArrowInvalid as error:
-                raise ValueError(
-                    f"lead field {name!r} holds a value that is not an ISO 8601 timestamp "
-                    f"({error}); the LeadRat contract requires one"
-                ) from None
-        return pa.array(values, column_type)
-
+        return _typed_array(name, fitting, column_type), misfits
 
 def lead_tags_table(leads: Iterable[Mapping[str, Any]]) -> pa.Table:
     """Rows `(lead_id, tag)` for each lead's current tags, plus a no-tags marker row.
