@@ -51,7 +51,7 @@ def finish_interrupted(pipeline: Pipeline) -> int:
     next extraction reads only what is new.
 
     Two kill instants leave a package dlt itself cannot finish; both are repaired first
-    (see `_finish_normalize_commits` and `_adopt_package_schema`). Should anything else
+    (`repair_killed_commits`). Should anything else
     fail, the local working folder is discarded and the state restored from the
     destination, which holds the state of the last load that completed: the next
     extraction starts from there, and merging makes the re-read rows land exactly once.
@@ -61,8 +61,7 @@ def finish_interrupted(pipeline: Pipeline) -> int:
     pending = pending_packages(pipeline)
     log.warning("finishing %d load package(s) left by an interrupted run", pending)
     try:
-        _finish_normalize_commits(pipeline)
-        _adopt_package_schema(pipeline)
+        repair_killed_commits(pipeline)
         pipeline.normalize()
         pipeline.load()
     except Exception as error:  # noqa: BLE001 - any failure: fall back to the destination's state
@@ -73,6 +72,12 @@ def finish_interrupted(pipeline: Pipeline) -> int:
         pipeline.drop()
         pipeline.sync_destination()
     return pending
+
+
+def repair_killed_commits(pipeline: Pipeline) -> None:
+    """Make the packages a run killed mid-commit finishable by dlt's normalize and load."""
+    _finish_normalize_commits(pipeline)
+    _adopt_package_schema(pipeline)
 
 
 def _finish_normalize_commits(pipeline: Pipeline) -> None:

@@ -57,14 +57,14 @@ BREAKAGES = (
     Breakage(
         "normalize-commit-not-completed",
         "leadrat_source/warehouse_pipeline.py",
-        "        _finish_normalize_commits(pipeline)\n",
+        "    _finish_normalize_commits(pipeline)\n",
         "",
         ("tests/test_kill_resume.py::test_first_run_killed_at_a_commit_instant_is_completed_by_the_next_run",),
     ),
     Breakage(
         "killed-first-run-package-schema-not-adopted",
         "leadrat_source/warehouse_pipeline.py",
-        "        _adopt_package_schema(pipeline)\n",
+        "    _adopt_package_schema(pipeline)\n",
         "",
         ("tests/test_kill_resume.py::test_first_run_killed_at_a_commit_instant_is_completed_by_the_next_run",),
     ),

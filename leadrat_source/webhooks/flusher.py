@@ -36,7 +36,7 @@ from pathlib import Path
 from leadrat_source.destinations import DestinationProfile
 from leadrat_source.source import LeadsHints
 from leadrat_source.warehouse_lock import run_when_free
-from leadrat_source.warehouse_pipeline import profile_pipeline
+from leadrat_source.warehouse_pipeline import profile_pipeline, repair_killed_commits
 from leadrat_source.webhooks.events import LeadEvent
 from leadrat_source.webhooks.journal import Journal, JournalEntry
 from leadrat_source.webhooks.metrics import FlushCounters
@@ -217,6 +217,7 @@ class Flusher:
             # extracted by an earlier attempt (or by a run that was killed): load that first.
             # A killed run's package holds events still in the journal, which are then
             # loaded again below: merging makes the repeat change nothing.
+            repair_killed_commits(pipeline)
             pipeline.normalize()
             run_when_free(pipeline, pipeline.load).raise_on_failed_jobs()
             return
