@@ -117,7 +117,8 @@ BREAKAGES = (
         "leadrat_source/retrying.py",
         "            seconds = max(seconds, hint)",
         "            pass",
-        ("tests/test_client_retries.py::test_retry_after_is_honoured_with_the_production_backoff",),
+        ("tests/test_client_retries.py::test_retry_after_is_honoured_with_the_production_backoff",
+         "tests/test_own_pipeline.py::test_a_429_in_a_users_pipeline_is_retried_when_retry_after_says"),
     ),
     Breakage(
         "retried-page-dropped",

@@ -41,17 +41,23 @@ class Arrivals:
 
 
 @contextmanager
-def arrivals(server: Any, every: float = 0.005) -> Iterator[Arrivals]:
+def arrivals(server: Any, every: float = 0.005, route: str | None = None
+             ) -> Iterator[Arrivals]:
     """Record request arrivals while the body runs (a request counts when it arrives,
-    before the sandbox's latency and its answer)."""
+    before the sandbox's latency and its answer); only those of `route` if given."""
     recorded = Arrivals()
-    before = served(server)["requests"]
+
+    def arrived() -> int:
+        stats = server.stats()
+        return int(stats["by_route"].get(route, 0) if route else stats["requests"])
+
+    before = arrived()
     done = threading.Event()
 
     def sample() -> None:
         while True:
             stop = done.is_set()
-            count = served(server)["requests"] - before
+            count = arrived() - before
             now = time.monotonic()
             recorded.times.extend([now] * (count - len(recorded.times)))
             if stop:

@@ -15,6 +15,7 @@ from typing import Any
 
 import duckdb
 import pytest
+from served import LIST_ROUTE, arrivals
 
 from leadrat_source.sandbox import Sandbox, SandboxConfig
 from leadrat_source.timestamps import parse_timestamp
@@ -83,6 +84,23 @@ def test_plain_dlt_run_loads_every_lead_and_the_other_resources(tmp_path: Path) 
             if path.is_file():
                 assert server.read_key.encode() not in path.read_bytes(), path
 
+
+
+def test_a_429_in_a_users_pipeline_is_retried_when_retry_after_says(tmp_path: Path) -> None:
+    """The source as a user builds it (no client of ours injected: the production retry
+    policy, whose first backoff is 0.25-0.5 s) waits the 1 s the sandbox's 429 asks for.
+    One scan worker makes the list requests sequential; the gap between the 429'd page and
+    its retry is measured on the server's side."""
+    with Sandbox.spawn(SandboxConfig(leads=300, seed=6, rate_limit=0, plan="pro")) as server:
+        server.set_faults(fail_next=[{"status": 429, "count": 1, "path_prefix": "/leads"}])
+        with arrivals(server, route=LIST_ROUTE) as pages:
+            done = run_script(server, tmp_path, workers="1")
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert server.stats()["by_status"].get("429") == 1
+        assert assert_exact_subset(tmp_path, sandbox_leads(server)) == 300
+    # arrivals are sampled every 5 ms: each end may be off by that much
+    gap = pages.times[1] - pages.times[0]
+    assert 1.0 - 0.02 <= gap <= 1.5, f"retried {gap:.2f} s after the 429"
 
 def test_with_resources_and_a_backfill_window_load_only_that(tmp_path: Path) -> None:
     with Sandbox.spawn(SandboxConfig(leads=700, seed=5, rate_limit=0, plan="pro")) as server:
