@@ -12,6 +12,9 @@ which resets at the next UTC midnight) is a total, not a rate: spreading a dozen
 over the hours until midnight would make every wait too long and end the run with
 requests unused. Such a total is used as it is, still paced by the per-minute window as
 last reported, and the run stops only when it is spent or the API refuses.
+
+`quota_spent` is the one rule for a wait too long to sleep through; the transport applies
+it to the wait a 429 asks for too.
 """
 
 from __future__ import annotations
@@ -70,6 +73,53 @@ class PacerStats:
     held_seconds: float = 0.0
 
 
+def quota_spent(wait_seconds: float, max_wait_seconds: float | None) -> bool:
+    """Whether a wait for the budget is too long to sleep through: it is spent and resets
+    more than `max_wait_seconds` from now (the daily cap, at the next UTC midnight).
+
+    The one rule for the pacer's own wait and for the wait a 429 asks for, so a run stops
+    with `QuotaExhausted` the same way whichever notices first, instead of sleeping for
+    hours. `max_wait_seconds` None: any wait is slept through.
+    """
+    return max_wait_seconds is not None and wait_seconds > max_wait_seconds
+
+
+class _HeldTime:
+    """The pacer's tally of how long it held requests back (`PacerStats`), kept apart from
+    its budget arithmetic. Not locked itself: the pacer calls it under its own lock."""
+
+    def __init__(self) -> None:
+        self._waits = 0
+        self._wait_seconds = 0.0
+        self._waiting = 0  # requests waiting right now
+        self._since = 0.0  # monotonic instant the current stretch of waiting began
+        self._held_seconds = 0.0
+
+    def start(self, now: float) -> None:
+        """One more request waits; the first opens a stretch of held time."""
+        if not self._waiting:
+            self._since = now
+        self._waiting += 1
+
+    def stop(self) -> None:
+        """One request stops waiting; the last closes the stretch."""
+        self._waiting -= 1
+        if not self._waiting:
+            self._held_seconds += time.monotonic() - self._since
+
+    def count(self, waited: float) -> None:
+        """A request goes out after waiting `waited` seconds (0: it did not wait)."""
+        if waited > 0:
+            self._waits += 1
+            self._wait_seconds += waited
+
+    def stats(self) -> PacerStats:
+        held = self._held_seconds
+        if self._waiting:
+            held += time.monotonic() - self._since
+        return PacerStats(self._waits, self._wait_seconds, held)
+
+
 class RateLimitPacer:
     """Thread-safe request pacer shared by all requests of a run (one API key).
 
@@ -99,11 +149,7 @@ class RateLimitPacer:
         self._total: tuple[int, float] | None = None
         self._in_flight = 0
         self._tat = 0.0  # theoretical arrival time of the next evenly spaced request
-        self._waits = 0
-        self._wait_seconds = 0.0
-        self._waiting = 0  # requests waiting right now
-        self._held_since = 0.0  # monotonic instant the current stretch of waiting began
-        self._held_seconds = 0.0
+        self._held = _HeldTime()
 
     @property
     def status(self) -> RateLimitStatus | None:
@@ -114,10 +160,7 @@ class RateLimitPacer:
     @property
     def stats(self) -> PacerStats:
         with self._cond:
-            held = self._held_seconds
-            if self._waiting:
-                held += time.monotonic() - self._held_since
-            return PacerStats(self._waits, self._wait_seconds, held)
+            return self._held.stats()
 
     def acquire(self, max_wait_seconds: float | None = None) -> None:
         """Block until a request may be sent, then count it as in flight.
@@ -129,39 +172,22 @@ class RateLimitPacer:
         holding = False
         with self._cond:
             try:
-                while True:
-                    delay = self._delay()
-                    if delay <= 0:
-                        break
-                    if max_wait_seconds is not None and delay > max_wait_seconds:
+                while (delay := self._delay()) > 0:
+                    if quota_spent(delay, max_wait_seconds):
                         resets_at = datetime.fromtimestamp(self._binding_reset(), UTC)
                         raise QuotaExhausted.until(resets_at, status=None)
                     started = time.monotonic()
                     if not holding:
                         holding = True
-                        self._start_holding(started)
+                        self._held.start(started)
                     # Woken early by release() when a response brings news about the budget.
                     self._cond.wait(timeout=delay)
                     waited += time.monotonic() - started
             finally:
                 if holding:
-                    self._stop_holding()
+                    self._held.stop()
             self._in_flight += 1
-            if waited > 0:
-                self._waits += 1
-                self._wait_seconds += waited
-
-    def _start_holding(self, now: float) -> None:
-        """One more request waits; the first opens a stretch of held time. Under the lock."""
-        if not self._waiting:
-            self._held_since = now
-        self._waiting += 1
-
-    def _stop_holding(self) -> None:
-        """One request stops waiting; the last closes the stretch. Under the lock."""
-        self._waiting -= 1
-        if not self._waiting:
-            self._held_seconds += time.monotonic() - self._held_since
+            self._held.count(waited)
 
     def release(self, headers: Mapping[str, str] | None) -> None:
         """Mark one request done and learn the budget from its response headers, if any."""
@@ -240,4 +266,3 @@ class RateLimitPacer:
             return tat - now - burst + 1e-3
         self._tat = tat + interval
         return 0.0
-
