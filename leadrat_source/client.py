@@ -1,7 +1,8 @@
 """`LeadRatClient`: the LeadRat API as Python methods — `client.leads.update(id, score=80)`.
 
 This module maps endpoints to methods; sending, pacing, retrying and error translation
-live in `transport`, `pacing`, `retrying` and `errors`. It knows nothing of dlt.
+live in `transport`, `pacing`, `retrying` and `response_errors` (the classes in `errors`).
+It knows nothing of dlt.
 
 Which calls are safe to retry (the client retries transient failures itself):
 GET, PUT (idempotent by contract), DELETE and tag changes are safe. `leads.create`

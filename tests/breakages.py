@@ -123,8 +123,8 @@ BREAKAGES = (
     Breakage(
         "retried-page-dropped",
         "leadrat_source/transport.py",
-        "                    return self._attempt(method, path, query, payload, number)",
-        "                    answer = self._attempt(method, path, query, payload, number)\n"
+        "                    return self._sender.attempt(method, path, query, payload, number)",
+        "                    answer = self._sender.attempt(method, path, query, payload, number)\n"
         "                    if number > 1 and isinstance(answer, dict) and 'data' in answer:\n"
         "                        answer = {**answer, 'data': []}\n"
         "                    return answer",
