@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import partial
 from typing import Any
@@ -144,35 +145,21 @@ class SessionPool:
         self._adapter.close()
 
 
+@dataclass(frozen=True)
 class PacedSender:
     """Sends one attempt of a request: paced, over this thread's pooled session, and read.
 
     Raises outside `except` blocks on purpose, so no `requests` exception (holding the
-    auth headers) ends up in an error's `__context__`.
+    auth headers) ends up in an error's `__context__`. The `Transport` retries it.
     """
 
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        auth: CredentialsAuth,
-        timeout: float,
-        policy: RetryPolicy,
-        pacer: RateLimitPacer,
-        pool_size: int,
-        stats: RequestStats,
-    ) -> None:
-        self._base_url = base_url
-        self._auth = auth
-        self._timeout = timeout
-        self._policy = policy
-        self._pacer = pacer
-        self._stats = stats
-        self._sessions = SessionPool(base_url, pool_size=pool_size)
-
-    def close(self) -> None:
-        """Close the pooled connections."""
-        self._sessions.close()
+    base_url: str
+    auth: CredentialsAuth
+    timeout: float
+    policy: RetryPolicy
+    pacer: RateLimitPacer
+    sessions: SessionPool
+    stats: RequestStats
 
     def attempt(
         self,
@@ -183,21 +170,21 @@ class PacedSender:
         number: int,
     ) -> Any:
         """Attempt `number` of a request: pace, send, read; the decoded body or an error."""
-        self._pacer.acquire(self._policy.max_wait_seconds)
+        self.pacer.acquire(self.policy.max_wait_seconds)
         started = time.monotonic()
         response, content, failure = self._send(method, path, query, payload)
         elapsed_ms = (time.monotonic() - started) * 1000
         if response is None:
-            self._stats.record_transport_error()
+            self.stats.record_transport_error()
             logger.debug(
                 "%s %s -> %s, attempt %d, %.1f ms", method, path, failure, number, elapsed_ms
             )
             raise TransportError(
-                f"{method} {self._base_url}{path}: {failure}{self._gave_up(number)}. Check the "
+                f"{method} {self.base_url}{path}: {failure}{self._gave_up(number)}. Check the "
                 "network and the base URL (sources.leadrat.base_url), or raise `timeout`.",
                 code="transport_error",
             )
-        self._stats.record_response(response.status_code)
+        self.stats.record_response(response.status_code)
         logger.debug(
             "%s %s -> %d%s, attempt %d, %.1f ms",
             method,
@@ -212,7 +199,7 @@ class PacedSender:
             content,
             request_line=f"{method} {path}",
             gave_up=self._gave_up(number),
-            max_wait_seconds=self._policy.max_wait_seconds,
+            max_wait_seconds=self.policy.max_wait_seconds,
         )
 
     def _send(
@@ -227,30 +214,30 @@ class PacedSender:
         content = b""
         failure: str | None = None
         try:
-            response = self._sessions.session().request(
+            response = self.sessions.session().request(
                 method,
-                self._base_url + path,
+                self.base_url + path,
                 params=query,
                 data=payload,
                 headers={"Content-Type": "application/json"} if payload is not None else None,
-                auth=self._auth,
-                timeout=self._timeout,
+                auth=self.auth,
+                timeout=self.timeout,
                 stream=True,
             )
             content = response.content
         except requests.Timeout:
-            failure = f"timed out after {self._timeout:g} s"
+            failure = f"timed out after {self.timeout:g} s"
         except requests.RequestException as error:
             failure = f"connection failed ({type(error).__name__})"
         finally:
             if response is not None:
                 response.close()  # back to the pool, or discarded if the body broke
-            self._pacer.release(response.headers if response is not None else None)
+            self.pacer.release(response.headers if response is not None else None)
         return response, content, failure
 
     def _gave_up(self, number: int) -> str:
         """The note on a retryable error's message once attempt `number` was the last."""
-        if number >= self._policy.max_attempts:
+        if number >= self.policy.max_attempts:
             return f" (gave up after {number} attempts)"
         return ""
 
@@ -277,14 +264,9 @@ class Transport:
         self._auth = auth
         self._policy = policy
         self._stats = stats
+        self._sessions = SessionPool(self.base_url, pool_size=pool_size)
         self._sender = PacedSender(
-            self.base_url,
-            auth=auth,
-            timeout=timeout,
-            policy=policy,
-            pacer=pacer,
-            pool_size=pool_size,
-            stats=stats,
+            self.base_url, auth, timeout, policy, pacer, self._sessions, stats
         )
 
     def __repr__(self) -> str:
@@ -292,7 +274,7 @@ class Transport:
 
     def close(self) -> None:
         """Close the pooled connections."""
-        self._sender.close()
+        self._sessions.close()
 
     def request(
         self,
