@@ -59,12 +59,12 @@ class _ListResource:
 
     def iter_pages(self, *, per_page: int = MAX_PER_PAGE, **filters: Any) -> Iterator[Page]:
         """Every page of a scan: by cursor if the server sends `meta.next_cursor`, else by
-        page number until `page * per_page >= total` or an empty page."""
+        page number up to the last page (`pagination.is_last_page`)."""
 
         def fetch(*, page: int | None, cursor: str | None) -> Page:
             return self.list_page(per_page=per_page, page=page, cursor=cursor, **filters)
 
-        return iter_pages(fetch)
+        return iter_pages(fetch, per_page)
 
     def iter(self, *, per_page: int = MAX_PER_PAGE, **filters: Any) -> Iterator[dict[str, Any]]:
         """Every object of a scan, one by one."""

@@ -2,8 +2,10 @@
 
 Cursor mode is preferred: cursors are keyset-based and stay stable while records change
 during a scan, so every record is seen exactly once. A deployment that sends no
-`meta.next_cursor` only supports page numbers; then pages are walked until
-`page * per_page >= total` or a page comes back empty.
+`meta.next_cursor` only supports page numbers. When a page is the last one
+(`is_last_page`) and how a cursor is followed, refusing one that repeats itself
+(`follow_cursor`), are decided here once, for every reader of pages: the client's
+`iter_pages` and the lead scan.
 """
 
 from __future__ import annotations
@@ -37,47 +39,65 @@ class Page:
             page=page if isinstance(page, int) else None,
         )
 
+    @property
+    def total(self) -> int | None:
+        """`meta.total`: how many records the scan's filters match (None if not sent)."""
+        total = self.meta.get("total")
+        return total if isinstance(total, int) else None
+
 
 #: Fetches one page: `fetch(page=..., cursor=...)` with the scan's per_page and filters bound.
 FetchPage = Callable[..., Page]
 
 
-def iter_pages(fetch: FetchPage) -> Iterator[Page]:
+def is_last_page(page: Page, number: int, per_page: int) -> bool:
+    """Whether `page` (page `number` of a scan asking for `per_page` records) ends the scan.
+
+    In cursor mode (the deployment sends `meta.next_cursor`) the last page has none. In
+    page mode it is a page shorter than `per_page` (an empty one too), or the one where
+    `number * per_page` reaches `meta.total`.
+    """
+    if "next_cursor" in page.meta:
+        return page.next_cursor is None
+    total = page.total
+    return len(page.items) < per_page or (total is not None and number * per_page >= total)
+
+
+def follow_cursor(fetch: Callable[[str], Page], cursor: str | None) -> Iterator[Page]:
+    """The non-empty pages from `cursor` on, each fetched with the cursor the one before
+    it gave (`fetch(cursor)`), until a page gives none.
+
+    A page that gives back the cursor it was fetched with would make the scan loop
+    forever: that is refused with `LeadRatError` (code `invalid_cursor`).
+    """
+    while cursor is not None:
+        page = fetch(cursor)
+        if page.next_cursor == cursor:
+            raise LeadRatError(
+                "The API returned the cursor it was given, which would loop forever; "
+                "this is a server bug, please report it.",
+                code="invalid_cursor",
+            )
+        if page.items:
+            yield page
+        cursor = page.next_cursor
+
+
+def iter_pages(fetch: FetchPage, per_page: int) -> Iterator[Page]:
     """Yield every page of a scan, in cursor mode if the server offers cursors.
 
     The first request names neither page nor cursor. If its answer has a `next_cursor`,
-    the scan follows cursors until one is null; otherwise it counts pages.
+    the scan follows cursors until one is null; otherwise it counts pages up to the last.
     """
     page = fetch(page=None, cursor=None)
     yield page
     if page.next_cursor is not None:
-        while page.next_cursor is not None:
-            cursor = page.next_cursor
-            page = fetch(page=None, cursor=cursor)
-            if page.next_cursor == cursor:
-                raise LeadRatError(
-                    "The API returned the cursor it was given, which would loop forever; "
-                    "this is a server bug, please report it.",
-                    code="invalid_cursor",
-                )
-            if page.items:
-                yield page
+        yield from follow_cursor(lambda cursor: fetch(page=None, cursor=cursor), page.next_cursor)
         return
     number = page.page or 1
-    while not _is_last_numbered_page(page, number):
+    while not is_last_page(page, number, per_page):
         number += 1
         page = fetch(page=number, cursor=None)
         if not page.items:
             return
         yield page
-
-
-def _is_last_numbered_page(page: Page, number: int) -> bool:
-    """Page mode's end: an empty page, or `number * per_page` reaching `meta.total`."""
-    if not page.items:
-        return True
-    total = page.meta.get("total")
-    per_page = page.meta.get("per_page") or len(page.items)
-    if isinstance(total, int) and isinstance(per_page, int):
-        return number * per_page >= total
-    return False
