@@ -47,10 +47,11 @@ from dlt.sources.rest_api import rest_api_source
 
 from leadrat_source import settings
 from leadrat_source.client import LeadRatClient
-from leadrat_source.lead_scan import LeadScanner, ScanRange, ScanSettings
+from leadrat_source.lead_scan import LeadScanner, ScanSettings
 from leadrat_source.lead_tables import LeadTableBuilder, lead_tags_table
 from leadrat_source.load import LoadRequest, run_load
 from leadrat_source.sandbox import Sandbox, SandboxConfig
+from leadrat_source.scan_ranges import ScanRange
 
 SAMPLE_SECONDS = 0.05
 MB = 1024 * 1024

@@ -43,18 +43,14 @@ from leadrat_source.custom_fields import (
 )
 from leadrat_source.errors import ConfigurationError, QuotaExhausted
 from leadrat_source.lead_history import HISTORY_DISPOSITION, with_row_versions
-from leadrat_source.lead_scan import (
-    LeadScanner,
-    ScanProgress,
-    ScanRange,
-    ScanSettings,
-)
+from leadrat_source.lead_scan import LeadScanner, ScanSettings
 from leadrat_source.lead_tables import (
     NO_TAGS_MARKER,
     LeadTableBuilder,
     lead_tags_table,
 )
 from leadrat_source.run_report import SOURCE_NAME, RunNotes, UnreadPart
+from leadrat_source.scan_ranges import ScanProgress, ScanRange
 from leadrat_source.table_docs import document
 from leadrat_source.timestamps import parse_timestamp
 

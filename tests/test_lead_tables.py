@@ -13,8 +13,8 @@ from dlt.common.normalizers.naming.snake_case import NamingConvention
 
 from leadrat_source.custom_fields import CustomFieldLayout, CustomFieldsConfig
 from leadrat_source.errors import ConfigurationError
-from leadrat_source.lead_scan import split_window
 from leadrat_source.lead_tables import NO_TAGS_MARKER, LeadTableBuilder, lead_tags_table
+from leadrat_source.scan_slices import split_window
 
 
 def lead(lead_id: str, **fields: object) -> dict[str, object]:

@@ -1,0 +1,67 @@
+"""Cutting what is left of a large range into time slices that are read concurrently.
+
+With 200 ms of API latency one sequential cursor makes 5 requests/s, far below a Pro
+plan's budget; slices, each with its own cursor, fill it under the client's shared pacer.
+Slicing costs about one request per slice (its last, partial page), so only a range with
+enough pages is cut.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from dataclasses import dataclass
+
+from leadrat_source.scan_ranges import Keyset, ScanRange, floor_ms
+
+
+def split_window(
+    start: dt.datetime, end: dt.datetime, parts: int
+) -> list[tuple[dt.datetime, dt.datetime]]:
+    """Cut `[start, end)` into `parts` adjacent windows of equal length (millisecond edges)."""
+    if parts <= 1 or end <= start:
+        return [(start, end)]
+    step = (end - start) / parts
+    edges = [start, *(floor_ms(start + step * i) for i in range(1, parts)), end]
+    return [(a, b) for a, b in itertools.pairwise(edges) if a < b]
+
+
+@dataclass(frozen=True)
+class Split:
+    """A range's reader hands the rest of its range to new slices (read concurrently)."""
+
+    slices: list[ScanRange]
+    #: the end of the window once cut to `max_leads` (None: not cut)
+    cut_at: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class Slicing:
+    """How many slices the rest of a range is cut into (see `ScanSettings`)."""
+
+    per_page: int
+    workers: int
+    pages_per_slice: int
+
+    def split(self, last_seen: Keyset, end: dt.datetime, total: int | None,
+              max_leads: int | None) -> Split | None:
+        """Slices for the rest of a range after its first page, whose last lead is
+        `last_seen`, given the range's `meta.total` (None: one cursor reads it)."""
+        pages_left = (total or 0) // self.per_page
+        count = min(self.workers * 2, pages_left // self.pages_per_slice)
+        if count < 2 or self.workers <= 1:
+            return None
+        cut_at = None
+        if max_leads and total and total > max_leads:
+            # assume leads spread evenly in time; a skewed spread gives a smaller or larger
+            # part, never a wrong one
+            share = (end - last_seen[0]) * (max_leads / total)
+            cut_at = end = max(
+                last_seen[0] + dt.timedelta(milliseconds=1), floor_ms(last_seen[0] + share)
+            )
+            count = min(count, max(2, max_leads // (self.per_page * self.pages_per_slice)))
+        # The rest starts at the first page's last lead; leads at that very instant that
+        # the first page already had are skipped by keyset.
+        slices = [ScanRange(a, b, last_seen[1] if a == last_seen[0] else None)
+                  for a, b in split_window(last_seen[0], end, count)]
+        return Split(slices, cut_at)
