@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -135,12 +135,10 @@ class RateLimitPacer:
         burst_fraction: float = 0.1,
         margin_seconds: float = 0.05,
         window_horizon_seconds: float = 300.0,
-        clock: Callable[[], float] = time.time,
     ) -> None:
         self._burst_fraction = burst_fraction
         self._margin = margin_seconds
         self._horizon = window_horizon_seconds
-        self._clock = clock
         self._cond = threading.Condition()
         self._status: RateLimitStatus | None = None
         self._remaining: int | None = None
@@ -200,7 +198,7 @@ class RateLimitPacer:
 
     def _learn(self, status: RateLimitStatus) -> None:
         reset = status.reset.timestamp()
-        if reset - self._clock() > self._horizon:
+        if reset - time.time() > self._horizon:
             self._learn_total(status.remaining, reset)
             self._status = status
             return
@@ -228,23 +226,23 @@ class RateLimitPacer:
         """Seconds to wait before the next request may go (0: go now). Call under the lock."""
         if self._total is not None:
             remaining, reset = self._total
-            if self._clock() >= reset + self._margin:
+            if time.time() >= reset + self._margin:
                 self._total = None  # a new day
             elif remaining - self._in_flight <= 0:
-                return reset + self._margin - self._clock()
+                return reset + self._margin - time.time()
         return self._window_delay()
 
     def _binding_reset(self) -> float:
         """When the budget that holds requests back resets (unix seconds)."""
         if self._total is not None and self._total[0] - self._in_flight <= 0:
             return self._total[1]
-        return self._reset or self._clock()
+        return self._reset or time.time()
 
     def _window_delay(self) -> float:
         """The wait that spreads the window's budget evenly until its reset."""
         if self._remaining is None:
             return 0.0  # nothing learnt yet: the first responses will tell
-        now = self._clock()
+        now = time.time()
         if self._reset is not None and now >= self._reset + self._margin:
             # The window has reset; assume a full budget until a response says otherwise.
             limit = self._status.limit if self._status else 0
