@@ -35,22 +35,23 @@ class RangeReader:
     per_page: int
     include_deleted: bool
     slicing: Slicing
-    #: told the `meta.total` of each range read with `split` (for progress displays)
+    #: told the `meta.total` of each range that is not a slice (for progress displays)
     expect: Callable[[int], None]
 
-    def read(self, part: ScanRange, max_leads: int | None, split: bool,
+    def read(self, part: ScanRange, max_leads: int | None, pages_each: int | None = None,
              ) -> Iterator[list[Lead] | Split]:
-        """The leads of `part`, page by page, or, when it holds many pages and `split`,
-        its first page then a `Split` of the rest (cut to about `max_leads`)."""
+        """The leads of `part`, page by page, or, when it holds many pages, its first page
+        then a `Split` of the rest (cut to about `max_leads`). `pages_each`: `part` is a
+        slice of a `Split` (its `pages_each`), cut again only when much fuller."""
         first = self._fetch(part.start, part.end)
-        if split and first.total is not None:
+        if pages_each is None and first.total is not None:
             self.expect(first.total)
         if items := part.unread(first.items):
             yield items
         if not first.items or is_last_page(first, 1, self.per_page):
             return
         last_seen = keyset(first.items[-1])
-        if split and (slices := self.slicing.split(last_seen, part.end, first.total, max_leads)):
+        if slices := self.slicing.split(last_seen, part.end, first.total, max_leads, pages_each):
             yield slices
         elif first.next_cursor is not None:
             for page in follow_cursor(

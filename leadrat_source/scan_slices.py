@@ -4,6 +4,11 @@ With 200 ms of API latency one sequential cursor makes 5 requests/s, far below a
 plan's budget; slices, each with its own cursor, fill it under the client's shared pacer.
 Slicing costs about one request per slice (its last, partial page), so only a range with
 enough pages is cut.
+
+Slices are cut to equal lengths of time, but leads are rarely spread evenly in time (a
+CRM's recent months hold more updates). A slice much fuller than the others would be
+read last by one cursor, far below the budget, while the other readers sit idle: so a
+slice whose first page finds at least twice the pages it was cut to hold is cut again.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ class Split:
     slices: list[ScanRange]
     #: the end of the window once cut to `max_leads` (None: not cut)
     cut_at: dt.datetime | None = None
+    #: the pages each slice holds if the leads are spread evenly in time
+    pages_each: int = 0
 
 
 @dataclass(frozen=True)
@@ -44,11 +51,16 @@ class Slicing:
     pages_per_slice: int
 
     def split(self, last_seen: Keyset, end: dt.datetime, total: int | None,
-              max_leads: int | None) -> Split | None:
+              max_leads: int | None, pages_each: int | None = None) -> Split | None:
         """Slices for the rest of a range after its first page, whose last lead is
-        `last_seen`, given the range's `meta.total` (None: one cursor reads it)."""
+        `last_seen`, given the range's `meta.total` (None: one cursor reads it).
+
+        `pages_each`: the range is itself a slice, cut to hold about that many pages; it
+        is cut again only if it holds at least twice as many, into slices of about that
+        size (each costs a partial page more, so a slice only somewhat fuller is not).
+        """
         pages_left = (total or 0) // self.per_page
-        count = min(self.workers * 2, pages_left // self.pages_per_slice)
+        count = min(self.workers * 2, pages_left // (pages_each or self.pages_per_slice))
         if count < 2 or self.workers <= 1:
             return None
         cut_at = None
@@ -60,8 +72,9 @@ class Slicing:
                 last_seen[0] + dt.timedelta(milliseconds=1), floor_ms(last_seen[0] + share)
             )
             count = min(count, max(2, max_leads // (self.per_page * self.pages_per_slice)))
+            pages_left = min(pages_left, max_leads // self.per_page)
         # The rest starts at the first page's last lead; leads at that very instant that
         # the first page already had are skipped by keyset.
         slices = [ScanRange(a, b, last_seen[1] if a == last_seen[0] else None)
                   for a, b in split_window(last_seen[0], end, count)]
-        return Split(slices, cut_at)
+        return Split(slices, cut_at, max(pages_left // count, self.pages_per_slice))

@@ -14,7 +14,7 @@ from dlt.common.normalizers.naming.snake_case import NamingConvention
 from leadrat_source.custom_fields import CustomFieldLayout, CustomFieldsConfig
 from leadrat_source.errors import ConfigurationError
 from leadrat_source.lead_tables import NO_TAGS_MARKER, LeadTableBuilder, lead_tags_table
-from leadrat_source.scan_slices import split_window
+from leadrat_source.scan_slices import Slicing, split_window
 
 
 def lead(lead_id: str, **fields: object) -> dict[str, object]:
@@ -103,6 +103,20 @@ def test_split_window_covers_the_window_without_overlap() -> None:
     assert slices[0][0] == start and slices[-1][1] == end
     assert all(a[1] == b[0] for a, b in itertools.pairwise(slices))
     assert all(a < b for a, b in slices) and len(slices) == 7
+
+
+def test_a_slice_much_fuller_than_it_was_cut_to_be_is_cut_again() -> None:
+    """Leads are rarely spread evenly in time: a slice holding twice the pages it was cut
+    to hold is cut again (read by one cursor it would end the scan alone, below the
+    budget); one only somewhat fuller is not (each slice costs a partial page)."""
+    slicing = Slicing(per_page=100, workers=8, pages_per_slice=10)
+    start = (dt.datetime(2026, 1, 1, tzinfo=dt.UTC), "lead_1")
+    end = dt.datetime(2026, 2, 1, tzinfo=dt.UTC)
+    window = slicing.split(start, end, total=40_000, max_leads=None)
+    assert window is not None and len(window.slices) == 16 and window.pages_each == 25
+    assert slicing.split(start, end, total=4_900, max_leads=None, pages_each=25) is None
+    fuller = slicing.split(start, end, total=6_200, max_leads=None, pages_each=25)
+    assert fuller is not None and len(fuller.slices) == 2 and fuller.pages_each == 31
 
 
 def test_booleans_never_turn_into_numbers_and_huge_integers_are_kept() -> None:
