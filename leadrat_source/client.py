@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import quote
 
+from leadrat_source import settings
 from leadrat_source.contract import DEFAULT_BASE_URL, MAX_PER_PAGE
 from leadrat_source.pacing import RateLimitPacer, RateLimitStatus
 from leadrat_source.pagination import Page, iter_pages
@@ -173,13 +174,13 @@ class LeadRatClient:
         *,
         api_key: str | None = None,
         bearer_token: str | None = None,
-        timeout: float = 30.0,
-        max_attempts: int = 8,
-        max_wait_seconds: float = 120.0,
+        timeout: float = settings.REQUEST_TIMEOUT_SECONDS,
+        max_attempts: int = settings.MAX_ATTEMPTS,
+        max_wait_seconds: float = settings.MAX_WAIT_SECONDS,
         pacer: RateLimitPacer | None = None,
         pool_size: int = 16,
-        backoff_base: float = 0.5,
-        backoff_cap: float = 30.0,
+        backoff_base: float = settings.BACKOFF_BASE_SECONDS,
+        backoff_cap: float = settings.BACKOFF_CAP_SECONDS,
     ) -> None:
         self.stats = RequestStats()
         self.pacer = pacer if pacer is not None else RateLimitPacer()

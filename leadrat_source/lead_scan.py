@@ -37,14 +37,15 @@ from leadrat_source.fan_in import FanIn
 from leadrat_source.range_reader import LeadPageReader, RangeReader
 from leadrat_source.scan_ranges import Lead, ScanProgress, ScanRange, floor_ms
 from leadrat_source.scan_slices import Slicing, Split
+from leadrat_source.settings import PER_PAGE, SCAN_WORKERS
 from leadrat_source.timestamps import parse_timestamp
 
 
 @dataclass(frozen=True)
 class ScanSettings:
-    per_page: int = 100
+    per_page: int = PER_PAGE
     #: Slices read at once; the pacer keeps them within the rate budget.
-    workers: int = 4
+    workers: int = SCAN_WORKERS
     #: Slicing costs about one request per slice (its last, partial page), so a window is
     #: cut into at most one slice per this many pages, and one with fewer pages than two
     #: slices' worth is read by one cursor.

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
+from leadrat_source import settings
 from leadrat_source.errors import RETRYABLE_ERRORS, QuotaExhausted
 
 
@@ -32,10 +33,10 @@ class RetryPolicy:
     longer one means the quota is spent (see `QuotaExhausted`), not a blip.
     """
 
-    max_attempts: int = 8
-    backoff_base: float = 0.5
-    backoff_cap: float = 30.0
-    max_wait_seconds: float = 120.0
+    max_attempts: int = settings.MAX_ATTEMPTS
+    backoff_base: float = settings.BACKOFF_BASE_SECONDS
+    backoff_cap: float = settings.BACKOFF_CAP_SECONDS
+    max_wait_seconds: float = settings.MAX_WAIT_SECONDS
 
     def backoff(self, attempt: int) -> float:
         """Seconds to wait after failed attempt number `attempt` (1-based), before hints.

@@ -1,4 +1,9 @@
-"""Defaults of the dlt source, in one place so they are easy to find and to document."""
+"""Defaults of the connector, in one place so they are easy to find and to document.
+
+Every layer takes its defaults from here (the client, the retry policy, the scan, the dlt
+source, the reverse sync), so a default is changed once. Plain values, no dlt: the client
+layer imports them too.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +31,9 @@ MAX_LEADS_PER_RUN: Final = 100_000
 #: Per request: seconds before a request times out, and tries before giving up.
 REQUEST_TIMEOUT_SECONDS: Final = 30.0
 MAX_ATTEMPTS: Final = 8
+#: Exponential backoff between attempts: the first step, and the longest (before jitter).
+BACKOFF_BASE_SECONDS: Final = 0.5
+BACKOFF_CAP_SECONDS: Final = 30.0
 #: A rate limit that resets sooner than this is waited for; a later reset (the daily cap)
 #: stops the run with QuotaExhausted instead, what was read being loaded.
 MAX_WAIT_SECONDS: Final = 120.0
@@ -33,6 +41,10 @@ MAX_WAIT_SECONDS: Final = 120.0
 ANALYTICS_DAYS: Final = 30
 #: A long scan logs how far it got this often.
 PROGRESS_SECONDS: Final = 5.0
+#: Reverse sync: how often confirmations are written to the ledger (every so many rows,
+#: or seconds): a killed run resends at most one batch (plus the rows in flight).
+REVERSE_SYNC_BATCH_ROWS: Final = 500
+REVERSE_SYNC_BATCH_SECONDS: Final = 5.0
 DATASET_NAME: Final = "leadrat"
 #: A load's pipeline is `<prefix>_<destination profile>`, so each warehouse keeps its
 #: own incremental state; the reverse sync's ledger pipeline likewise.
