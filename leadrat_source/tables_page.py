@@ -10,7 +10,6 @@ renders it again and fails when the checked-in page differs.
 
 from __future__ import annotations
 
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -21,6 +20,7 @@ from dlt.common.schema.typing import TColumnSchema, TTableSchema
 from dlt.helpers.mermaid import schema_to_mermaid
 
 from leadrat_source.custom_fields import KEY_HINT
+from leadrat_source.settings import DATASET_NAME
 from leadrat_source.table_docs import DLT_COLUMNS, EXAMPLE_QUERIES, TABLES, TRAPS
 
 #: Relative to the working directory: `make docs` runs in the checkout.
@@ -103,18 +103,22 @@ def _column_row(column: TColumnSchema) -> str:
 
 
 def loaded_schema(workdir: Path) -> Schema:
-    """The schema of a load of a small sandbox into a DuckDB file in `workdir`."""
+    """The schema of a load of a small sandbox into a DuckDB file in `workdir`: the source
+    run with plain dlt, as the built-in `duckdb` profile loads it (parquet), into a file
+    named here rather than configured, so no configured warehouse is ever touched."""
     from leadrat_source.client import LeadRatClient
-    from leadrat_source.load import LoadRequest, run_load
     from leadrat_source.sandbox import Sandbox, SandboxConfig
+    from leadrat_source.source import leadrat_source
 
-    os.environ["DESTINATION__DUCKDB__CREDENTIALS"] = str(workdir / "tables.duckdb")
-    name = "leadrat_tables_page"
-    request = LoadRequest(pipeline_name=name, pipelines_dir=str(workdir))
+    pipeline = dlt.pipeline(
+        pipeline_name="leadrat_tables_page", pipelines_dir=str(workdir),
+        destination=dlt.destinations.duckdb(str(workdir / "tables.duckdb")),
+        dataset_name=DATASET_NAME,
+    )
     with Sandbox(SandboxConfig(leads=600, seed=7, plan="pro", rate_limit=0)) as server, \
             LeadRatClient(server.base_url, api_key=server.read_key) as client:
-        run_load(request, client=client)
-    return dlt.attach(name, pipelines_dir=str(workdir)).default_schema
+        pipeline.run(leadrat_source(client=client), loader_file_format="parquet")
+    return pipeline.default_schema
 
 
 def main(argv: list[str] | None = None) -> int:

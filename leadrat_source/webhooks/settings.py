@@ -2,12 +2,12 @@
 
 The signing secret is `sources.leadrat.webhook_secret` (`.dlt/secrets.toml` or
 `SOURCES__LEADRAT__WEBHOOK_SECRET`); `LEADRAT_WEBHOOK_SECRET` is accepted too, the name
-LeadRat's dashboard suggests. Several secrets, comma-separated, during a rotation.
+LeadRat's dashboard suggests (a top-level dlt secret, so dlt reads that variable as well).
+Several secrets, comma-separated, during a rotation.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +20,8 @@ from leadrat_source.contract import WEBHOOK_TOLERANCE_SECONDS
 from leadrat_source.custom_fields import COLUMNS_AND_OVERFLOW, CustomFieldsConfig
 from leadrat_source.errors import ConfigurationError
 
-SECRET_ENV = "LEADRAT_WEBHOOK_SECRET"
+#: The dashboard's name for the secret: a top-level dlt secret, so LEADRAT_WEBHOOK_SECRET.
+DASHBOARD_SECRET_KEY = "leadrat_webhook_secret"
 #: LeadRat retries a delivery for up to 3 days; ids are remembered a day longer.
 DEFAULT_DEDUP_DAYS = 4.0
 DEFAULT_FLUSH_SECONDS = 5.0
@@ -64,11 +65,12 @@ def receiver_settings(
     leads_max_columns: int | None = None,
 ) -> ReceiverSettings:
     """The settings from dlt's config; a clear error when no secret is configured."""
-    secrets = split_secrets(webhook_secret or os.environ.get(SECRET_ENV, ""))
+    secrets = split_secrets(webhook_secret or dlt.secrets.get(DASHBOARD_SECRET_KEY, str) or "")
     if not secrets:
         raise ConfigurationError(
             "No webhook signing secret: set sources.leadrat.webhook_secret in .dlt/secrets.toml "
-            f"or the environment variable SOURCES__LEADRAT__WEBHOOK_SECRET (or {SECRET_ENV}); "
+            f"or the environment variable SOURCES__LEADRAT__WEBHOOK_SECRET (or "
+            f"{DASHBOARD_SECRET_KEY.upper()}); "
             "during a rotation give both secrets, comma-separated."
         )
     if history:
