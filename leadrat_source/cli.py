@@ -4,6 +4,11 @@ Exit codes (exit_codes.py): 0 ok; 2 usage or configuration error; 3 authenticati
 permission; 4 quota exhausted (the next run resumes); 130 interrupted; 1 anything else.
 With `--log-format json` every command ends with one structured line (`"event":
 "run_finished"`: exit code, duration and, for a load, rows and requests).
+
+The modules that bring dlt (the load, status, check, reverse sync) and the sandbox's and
+the receiver's command lines are imported when their command is parsed or run, so
+`leadrat --help` and `leadrat sandbox` start without importing dlt. A flag left out
+means the value in dlt's config (.dlt/*.toml or environment variables), else the default.
 """
 
 from __future__ import annotations
@@ -16,9 +21,9 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from leadrat_source import __version__
+from leadrat_source import __version__, settings
 from leadrat_source.errors import LeadRatError
 from leadrat_source.exit_codes import (
     EXIT_INTERRUPTED,
@@ -26,10 +31,10 @@ from leadrat_source.exit_codes import (
     exit_code_for,
     root_cause,
 )
-from leadrat_source.load import LoadRequest
-from leadrat_source.sandbox.cli import add_sandbox_parser
 from leadrat_source.timestamps import parse_timestamp
-from leadrat_source.webhooks.command import add_webhooks_parser
+
+if TYPE_CHECKING:
+    from leadrat_source.load import LoadRequest
 
 log = logging.getLogger("leadrat_source.cli")
 
@@ -86,7 +91,7 @@ def _report(lines: list[str]) -> int:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
-    from leadrat_source.load import run_load
+    from leadrat_source.load import LoadRequest, run_load
     from leadrat_source.progress import LoadProgress, LogDisplay, TerminalDisplay
 
     on_terminal = args.log_format == "text" and sys.stderr.isatty()
@@ -110,24 +115,20 @@ def cmd_load(args: argparse.Namespace) -> int:
 def cmd_reverse_sync(args: argparse.Namespace) -> int:
     from leadrat_source.reverse_sync import ReverseSyncRequest, run_reverse_sync
 
-    summary = run_reverse_sync(
-        ReverseSyncRequest(
-            destination=args.destination,
-            dataset=args.dataset,
-            table=args.table,
-            query=args.query,
-            dry_run=args.dry_run,
-            retry_failed=args.retry_failed,
-            max_rows=args.max_rows,
-            null_clears=args.null_clears,
-            workers=args.workers,
-            batch_rows=args.batch_rows,
-        )
-    )
-    return _report(summary.lines())
+    given = {
+        name: getattr(args, name)
+        for name in ("destination", "dataset", "table", "query", "dry_run", "retry_failed",
+                     "max_rows", "null_clears", "workers", "batch_rows")
+    }
+    # a flag left out is not passed: the request then reads dlt's config, else its default
+    request = ReverseSyncRequest(**{name: value for name, value in given.items()
+                                    if value is not None})
+    return _report(run_reverse_sync(request).lines())
 
 
 def _target(args: argparse.Namespace) -> LoadRequest:
+    from leadrat_source.load import LoadRequest
+
     return LoadRequest(
         destination=args.destination, dataset=args.dataset, pipeline_name=args.pipeline_name
     )
@@ -210,9 +211,15 @@ def build_parser() -> argparse.ArgumentParser:
     shared = argparse.ArgumentParser(add_help=False)
     _shared_options(shared, default=argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add_parser in (_add_load_parser, _add_reverse_sync_parser, _add_check_parser,
+                       _add_status_parser, _add_sandbox_parser, _add_webhooks_parser):
+        add_parser(commands, [shared])
+    return parser
 
+
+def _add_load_parser(commands: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
     load = _command(commands, "load", "load leads, pipelines and analytics", LOAD_EXAMPLES,
-                    [shared])
+                    parents)
     _add_target_arguments(load)
     load.add_argument("--resources", type=_names,
                       help="comma-separated subset of leads,pipelines,analytics (default: all)")
@@ -225,14 +232,18 @@ def build_parser() -> argparse.ArgumentParser:
                       help="drop the tables and state of this source and load everything again")
     load.set_defaults(func=cmd_load)
 
+
+def _add_reverse_sync_parser(commands: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
+    """`reverse-sync`; a setting flag left out is read from `[leadrat.reverse_sync]`."""
     reverse = _command(commands, "reverse-sync",
                        "push lead scores and fields from the warehouse into LeadRat",
-                       REVERSE_SYNC_EXAMPLES, [shared])
-    reverse.add_argument("--destination", help="profile from destinations.toml (default: duckdb)")
-    reverse.add_argument("--dataset", help="dataset/schema of the input and ledger "
-                         "(default: leadrat)")
+                       REVERSE_SYNC_EXAMPLES, parents)
+    reverse.add_argument("--destination", help=DESTINATION_HELP)
+    reverse.add_argument("--dataset",
+                         help=f"dataset/schema of the input and ledger; {DATASET_DEFAULT}")
     source = reverse.add_mutually_exclusive_group()
-    source.add_argument("--table", help="input table in the dataset (default: lead_scores)")
+    source.add_argument("--table", help="input table in the dataset; unset: "
+                        "[leadrat.reverse_sync] table or query (default: lead_scores)")
     source.add_argument("--query", help="input as a SELECT in the warehouse's SQL")
     reverse.add_argument("--dry-run", action="store_true",
                          help="report what would be sent; send nothing, write nothing to the "
@@ -240,32 +251,48 @@ def build_parser() -> argparse.ArgumentParser:
     reverse.add_argument("--retry-failed", action="store_true",
                          help="resend rows that failed permanently even if unchanged")
     reverse.add_argument("--max-rows", type=int, help="read at most this many input rows")
-    reverse.add_argument("--null-clears", action="store_true",
-                         help="send null for NULL values (clears the field in LeadRat)")
-    reverse.add_argument("--workers", type=int, default=8, help="concurrent requests")
-    reverse.add_argument("--batch-rows", type=int, default=500,
+    reverse.add_argument("--null-clears", action="store_true", default=None,
+                         help="send null for NULL values (clears the field in LeadRat); "
+                         "unset: [leadrat.reverse_sync] null_clears")
+    reverse.add_argument("--workers", type=int, help="concurrent requests; unset: "
+                         f"[leadrat.reverse_sync] workers (default: "
+                         f"{settings.DELIVERY_WORKERS})")
+    reverse.add_argument("--batch-rows", type=int,
                          help="confirmations per ledger write (a killed run resends at most "
-                         "this many)")
+                         "this many); unset: [leadrat.reverse_sync] batch_rows (default: "
+                         f"{settings.REVERSE_SYNC_BATCH_ROWS})")
     reverse.set_defaults(func=cmd_reverse_sync)
 
+
+def _add_check_parser(commands: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
     check = _command(commands, "check",
                      "verify the API key, the plan's quota and the destination (reads only)",
-                     CHECK_EXAMPLES, [shared])
+                     CHECK_EXAMPLES, parents)
     _add_target_arguments(check)
     check.add_argument("--probe-write", action="store_true",
                        help="also learn the key's scope by sending one PUT to a lead that "
                        "cannot exist (changes nothing; shows in LeadRat's audit log)")
     check.set_defaults(func=cmd_check)
 
+
+def _add_status_parser(commands: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
     status = _command(commands, "status",
                       "last runs, the incremental cursor, row counts, last error",
-                      STATUS_EXAMPLES, [shared])
+                      STATUS_EXAMPLES, parents)
     _add_target_arguments(status)
     status.set_defaults(func=cmd_status)
 
-    add_sandbox_parser(commands, parents=[shared], formatter_class=HelpFormatter)
-    add_webhooks_parser(commands, parents=[shared], formatter_class=HelpFormatter)
-    return parser
+
+def _add_sandbox_parser(commands: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
+    from leadrat_source.sandbox.cli import add_sandbox_parser
+
+    add_sandbox_parser(commands, parents=parents, formatter_class=HelpFormatter)
+
+
+def _add_webhooks_parser(commands: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
+    from leadrat_source.webhooks.command import add_webhooks_parser
+
+    add_webhooks_parser(commands, parents=parents, formatter_class=HelpFormatter)
 
 
 MAIN_EXAMPLES = """examples:
@@ -276,7 +303,8 @@ MAIN_EXAMPLES = """examples:
   leadrat status
 
 `leadrat COMMAND --help` shows each command's options. Settings (API key, base URL,
-credentials) come from .dlt/secrets.toml or SOURCES__LEADRAT__* / DESTINATION__* variables.
+credentials) come from .dlt/secrets.toml or SOURCES__LEADRAT__* / DESTINATION__* variables;
+the destination, dataset and reverse sync from [leadrat] in .dlt/config.toml or LEADRAT__*.
 Exit codes: 0 ok, 2 usage or configuration, 3 authentication, 4 daily quota spent
 (the next run resumes), 130 interrupted, 1 anything else.
 """
@@ -302,10 +330,18 @@ STATUS_EXAMPLES = """\
 """
 
 
+#: Where a command works when its flags are left out: `[leadrat]` of dlt's config
+#: (destinations.py), the same for the CLI, cron and the Airflow DAG.
+DESTINATION_HELP = ("profile from destinations.toml; unset: [leadrat] destination of dlt's "
+                    "config, LEADRAT__DESTINATION (default: duckdb)")
+DATASET_DEFAULT = ("unset: [leadrat] dataset, LEADRAT__DATASET, else the profile's "
+                   "(default: leadrat)")
+
+
 def _add_target_arguments(parser: argparse.ArgumentParser) -> None:
     """Where a command works: the destination profile, dataset and dlt pipeline."""
-    parser.add_argument("--destination", help="profile from destinations.toml (default: duckdb)")
-    parser.add_argument("--dataset", help="dataset/schema name (default: leadrat)")
+    parser.add_argument("--destination", help=DESTINATION_HELP)
+    parser.add_argument("--dataset", help=f"dataset/schema name; {DATASET_DEFAULT}")
     parser.add_argument("--pipeline-name", help="dlt pipeline name (default: leadrat_<profile>)")
 
 

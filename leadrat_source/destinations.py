@@ -4,11 +4,14 @@ The built-in profiles ship inside the package (`leadrat_source/destinations.toml
 installed wheel knows them; a user's own `destinations.toml` adds profiles or replaces
 built-in ones by name. The files hold only non-secret settings; credentials resolve through
 dlt's config by profile name (`DESTINATION__<NAME>__CREDENTIALS`, `.dlt/secrets.toml`).
+
+Which profile and dataset a command uses, when no flag says, is dlt config too: `[leadrat]
+destination` and `dataset` (LEADRAT__DESTINATION, LEADRAT__DATASET), the same for the CLI,
+cron and the Airflow DAG.
 """
 
 from __future__ import annotations
 
-import os
 import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
@@ -19,10 +22,15 @@ import dlt
 from dlt.common.destination import Destination
 from dlt.common.destination.capabilities import LOADER_FILE_FORMATS, TLoaderFileFormat
 
+from leadrat_source import settings
 from leadrat_source.errors import ConfigurationError
 
 PROFILES_FILE = "destinations.toml"
-PROFILES_FILE_ENV = "LEADRAT_DESTINATIONS_FILE"
+#: dlt config keys, looked up exactly: a top-level key, so that its variable is the
+#: documented LEADRAT_DESTINATIONS_FILE; then LEADRAT__DESTINATION and LEADRAT__DATASET.
+PROFILES_FILE_KEY = "leadrat_destinations_file"
+DESTINATION_KEY = "leadrat.destination"
+DATASET_KEY = "leadrat.dataset"
 DEFAULT_PROFILE = "duckdb"
 #: The embedded default's file, in the working directory, unless configured otherwise.
 #: Not `leadrat.duckdb`: DuckDB names the catalog after the file, and a catalog and a
@@ -50,20 +58,27 @@ class DestinationProfile:
         factory = OWN_FACTORIES.get(self.destination_type, self.destination_type)
         return dlt.destination(self.name, destination_type=factory, **settings)
 
+    def dataset(self, given: str | None = None) -> str:
+        """The dataset to work in: `given` (a flag), else `[leadrat] dataset` of dlt's
+        config, else this profile's `dataset_name`, else `leadrat`."""
+        configured: str | None = dlt.config.get(DATASET_KEY, str)
+        return given or configured or self.dataset_name or settings.DATASET_NAME
+
 
 def profiles_file() -> Path | None:
-    """The user's profiles file, if any: $LEADRAT_DESTINATIONS_FILE, else
-    `destinations.toml` in the working directory, else in $DLT_PROJECT_DIR."""
-    if explicit := os.environ.get(PROFILES_FILE_ENV):
+    """The user's profiles file, if any: `leadrat_destinations_file` of dlt's config
+    ($LEADRAT_DESTINATIONS_FILE), else `destinations.toml` in the working directory, else
+    in dlt's project directory ($DLT_PROJECT_DIR, where dlt finds `.dlt/` too)."""
+    if explicit := dlt.config.get(PROFILES_FILE_KEY, str):
         path = Path(explicit)
         if not path.is_file():
             raise ConfigurationError(
-                f"{PROFILES_FILE_ENV} points to {path}, which is not a file; fix or unset it."
+                f"{PROFILES_FILE_KEY.upper()} points to {path}, which is not a file; fix or "
+                "unset it."
             )
         return path
-    candidates = [Path.cwd() / PROFILES_FILE]
-    if project_dir := os.environ.get("DLT_PROJECT_DIR"):
-        candidates.append(Path(project_dir) / PROFILES_FILE)
+    candidates = [Path.cwd() / PROFILES_FILE,
+                  Path(dlt.current.run_context().run_dir) / PROFILES_FILE]
     return next((path for path in candidates if path.is_file()), None)
 
 
@@ -116,9 +131,10 @@ def _parse_profiles(text: str, path: str) -> dict[str, DestinationProfile]:
 
 
 def get_profile(name: str | None) -> DestinationProfile:
-    """The profile `name` (default: duckdb), or a clear error listing the ones there are."""
+    """The profile `name` (a flag), else `[leadrat] destination` of dlt's config, else
+    duckdb; or a clear error listing the ones there are."""
     profiles = load_profiles()
-    name = name or DEFAULT_PROFILE
+    name = name or dlt.config.get(DESTINATION_KEY, str) or DEFAULT_PROFILE
     if name not in profiles:
         raise ConfigurationError(
             f"unknown destination profile {name!r}; known profiles: {', '.join(sorted(profiles))} "

@@ -13,7 +13,6 @@ import logging
 import dlt
 from dlt.pipeline.pipeline import Pipeline
 
-from leadrat_source import settings
 from leadrat_source.destinations import DestinationProfile
 
 #: the logger these lines have always gone to, so log filters keep working
@@ -30,7 +29,7 @@ def profile_pipeline(
         pipeline_name=pipeline_name,
         pipelines_dir=pipelines_dir,  # type: ignore[arg-type]  # None: dlt's default
         destination=profile.destination(),
-        dataset_name=dataset or profile.dataset_name or settings.DATASET_NAME,
+        dataset_name=profile.dataset(dataset),
     )
 
 

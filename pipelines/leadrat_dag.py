@@ -20,7 +20,8 @@ warehouse lead scores back into LeadRat.
 - No task keeps dlt state on the worker: each try works in a temporary pipelines folder
   and dlt restores the state (cursor, reverse-sync ledger) from the destination.
 - `reverse_sync` runs after a successful load and is skipped, with the reason in its log,
-  while the dataset has no `lead_scores` table (nothing to push yet).
+  while the dataset has no `lead_scores` table (or the table `[leadrat.reverse_sync]`
+  names; nothing to push yet).
 
 Configuration, read when the file is parsed and when tasks run (set it in the
 environment of the scheduler, DAG processor and workers, or in `.dlt/` in the DAGs
@@ -31,6 +32,9 @@ folder, which becomes DLT_PROJECT_DIR unless that is set):
 - LEADRAT__DESTINATION: a profile of destinations.toml (default `duckdb`), whose
   credentials resolve as usual (DESTINATION__<PROFILE>__CREDENTIALS);
 - LEADRAT__DATASET: the dataset (default: the profile's, else `leadrat`);
+- LEADRAT__REVERSE_SYNC__<NAME>: the reverse sync's settings (table or query, workers,
+  batch_rows, batch_seconds, null_clears);
+  these `[leadrat]` settings are the ones `leadrat` and the cron scripts read too;
 - for DuckDB, DESTINATION__DUCKDB__CREDENTIALS must be an absolute file path (a relative
   one would land in whatever directory the worker runs in).
 A configuration or authentication problem fails the task at once, without retries.
@@ -55,17 +59,15 @@ from dlt.common.configuration.container import Container
 from dlt.common.configuration.specs.pluggable_run_context import PluggableRunContext
 from dlt.common.destination.exceptions import DestinationUndefinedEntity
 
-from leadrat_source import settings
 from leadrat_source.destinations import DestinationProfile, get_profile
 from leadrat_source.errors import QuotaExhausted
 from leadrat_source.exit_codes import EXIT_AUTH, EXIT_USAGE, exit_code_for
 from leadrat_source.load import LoadRequest, run_load
 from leadrat_source.reverse_sync import ReverseSyncRequest, run_reverse_sync
+from leadrat_source.reverse_sync.reader import DEFAULT_TABLE
 
 log = logging.getLogger("leadrat_source.airflow")
 
-#: The table the reverse sync reads (leadrat_source/reverse_sync/reader.py).
-LEAD_SCORES_TABLE = "lead_scores"
 #: X-RateLimit-Reset has whole seconds: come back a little after it.
 RESCHEDULE_MARGIN = dt.timedelta(seconds=5)
 #: When the API named no reset time, look again after this long.
@@ -141,10 +143,12 @@ def load_interval(profile: DestinationProfile, dataset: str | None) -> None:
         log.info("%s", line)
 
 
-def lead_scores_exist(profile: DestinationProfile, dataset_name: str) -> bool:
+def lead_scores_exist(profile: DestinationProfile, dataset_name: str,
+                      table_name: str = DEFAULT_TABLE) -> bool:
+    """Whether the reverse sync's input table is there (`lead_scores`, or the configured)."""
     dataset = dlt.dataset(profile.destination(), dataset_name)
     with dataset.sql_client as client:
-        table = client.make_qualified_table_name(LEAD_SCORES_TABLE)
+        table = client.make_qualified_table_name(table_name)
         try:
             client.execute_sql(f"SELECT 1 FROM {table} WHERE 1 = 0")
         except DestinationUndefinedEntity:
@@ -163,19 +167,20 @@ def lead_scores_exist(profile: DestinationProfile, dataset_name: str) -> bool:
 )
 def leadrat() -> None:
     use_dags_folder_config()
-    profile = get_profile(dlt.config.get("leadrat.destination"))
-    dataset: str | None = dlt.config.get("leadrat.dataset")
-    dataset_name = dataset or profile.dataset_name or settings.DATASET_NAME
+    profile = get_profile(None)  # `[leadrat] destination`, as for `leadrat` and cron
+    dataset_name = profile.dataset()
 
     @task(task_id="load")
     def load() -> None:
-        load_interval(profile, dataset)
+        load_interval(profile, dataset_name)
 
     @task(task_id="reverse_sync")
     def reverse_sync() -> None:
-        if not lead_scores_exist(profile, dataset_name):
+        spec = ReverseSyncRequest().input_spec()  # `[leadrat.reverse_sync]` table or query
+        table = spec.table or DEFAULT_TABLE
+        if spec.query is None and not lead_scores_exist(profile, dataset_name, table):
             raise AirflowSkipException(
-                f"no {LEAD_SCORES_TABLE} table in dataset {dataset_name!r} of "
+                f"no {table} table in dataset {dataset_name!r} of "
                 f"{profile.name}: nothing to push back yet (create it with your scoring model)"
             )
         with worker_pipelines_dir() as pipelines_dir:

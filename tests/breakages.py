@@ -198,8 +198,8 @@ BREAKAGES = (
     Breakage(
         "dataset-flag-ignored",
         "leadrat_source/warehouse_pipeline.py",
-        "dataset_name=dataset or profile.dataset_name or settings.DATASET_NAME",
-        "dataset_name=profile.dataset_name or settings.DATASET_NAME",
+        "dataset_name=profile.dataset(dataset),",
+        "dataset_name=profile.dataset(None),",
         ("tests/test_cli.py::test_since_until_and_dataset_load_a_window_into_another_dataset",),
     ),
     Breakage(

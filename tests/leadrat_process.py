@@ -24,7 +24,7 @@ def leadrat(*args: str, env: dict[str, str], cwd: Path,
 def clean_env(env: dict[str, str]) -> dict[str, str]:
     """This process's environment without connector settings, plus `env`."""
     base = {key: value for key, value in os.environ.items()
-            if not key.startswith(("SOURCES__", "DESTINATION__"))}
+            if not key.startswith(("SOURCES__", "DESTINATION__", "LEADRAT_"))}
     return {**base, **env}
 
 

@@ -13,6 +13,8 @@ from typing import Any
 import duckdb
 from leadrat_process import leadrat
 
+from leadrat_source.destinations import DEFAULT_PROFILE
+from leadrat_source.reverse_sync import ReverseSyncRequest
 from leadrat_source.sandbox import Sandbox
 from leadrat_source.source import leadrat_source
 from leadrat_source.webhooks.settings import receiver_settings
@@ -60,6 +62,22 @@ def test_the_config_example_lists_every_setting_the_code_reads_with_its_default(
         assert value == code[name], f"{name} = {value!r} in the example, {code[name]!r} in code"
     assert all(code[name] is None for name in without_default)
     missing = (settings | SECRETS) - readme_settings()
+    assert not missing, f"settings the README's tables do not list: {sorted(missing)}"
+
+
+def test_the_config_example_lists_the_commands_settings_with_their_defaults() -> None:
+    """`[leadrat]` (every command's destination and dataset) and `[leadrat.reverse_sync]`."""
+    commands = tomllib.loads(CONFIG_EXAMPLE.read_text())["leadrat"]
+    reverse_sync = commands.pop("reverse_sync")
+    assert commands == {"destination": DEFAULT_PROFILE}
+    assert commented_keys(CONFIG_EXAMPLE, "leadrat") == {"dataset"}
+    request = ReverseSyncRequest()  # nothing configured: the code's defaults
+    assert reverse_sync == {name: getattr(request, name) for name in reverse_sync}
+    assert set(reverse_sync) == {"null_clears", "workers", "batch_rows", "batch_seconds"}
+    assert commented_keys(CONFIG_EXAMPLE, "leadrat.reverse_sync") == {"table", "query"}
+    assert (request.table, request.query) == (None, None)
+    named = {*commands, "dataset", *reverse_sync, "table", "query"}
+    missing = named - readme_settings()
     assert not missing, f"settings the README's tables do not list: {sorted(missing)}"
 
 

@@ -8,7 +8,7 @@ import logging
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import dlt
 
@@ -25,16 +25,32 @@ from leadrat_source.warehouse_pipeline import profile_pipeline
 
 log = logging.getLogger("leadrat_source.reverse_sync")
 
-#: Confirmations per ledger write, and the longest a confirmation waits to be written:
-#: a killed run resends at most this many rows (plus those in flight).
-BATCH_ROWS = 500
-BATCH_SECONDS = 5.0
 SAMPLE_ROWS = 5
+#: The reverse sync's settings in dlt's config: `[leadrat.reverse_sync]` in
+#: .dlt/config.toml, or LEADRAT__REVERSE_SYNC__<NAME>. Read by their exact key, without
+#: dlt's fallback to shorter sections: the source's `workers` are scan slices, not these.
+CONFIG_SECTION = "leadrat.reverse_sync"
+T = TypeVar("T")
+
+
+def _configured(name: str, kind: type[T], default: T) -> T:
+    """The setting `name` of CONFIG_SECTION from dlt's config, else `default`."""
+    value: T | None = dlt.config.get(f"{CONFIG_SECTION}.{name}", kind)
+    return default if value is None else value
+
+
+def _configured_field(name: str, kind: type[T], default: T) -> T:
+    """A request field that a caller may set, else read from dlt's config when the
+    request is made (so a flag or an argument wins, as with the source's arguments)."""
+    return field(default_factory=lambda: _configured(name, kind, default))
 
 
 @dataclass(frozen=True)
 class ReverseSyncRequest:
-    """What to push and from where; `None` means the configured or built-in default."""
+    """What to push and from where; `None` means the configured or built-in default.
+    Fields a caller leaves out come from CONFIG_SECTION of dlt's config, as do `table`
+    and `query` when neither is given; the destination and dataset come from `[leadrat]`
+    (destinations.py) like every command's."""
 
     destination: str | None = None
     dataset: str | None = None
@@ -44,10 +60,11 @@ class ReverseSyncRequest:
     retry_failed: bool = False
     max_rows: int | None = None
     #: send null for a NULL input value (clearing the field) instead of leaving it alone
-    null_clears: bool = False
-    workers: int = settings.DELIVERY_WORKERS
-    batch_rows: int = BATCH_ROWS
-    batch_seconds: float = BATCH_SECONDS
+    null_clears: bool = _configured_field("null_clears", bool, False)
+    workers: int = _configured_field("workers", int, settings.DELIVERY_WORKERS)
+    batch_rows: int = _configured_field("batch_rows", int, settings.REVERSE_SYNC_BATCH_ROWS)
+    batch_seconds: float = _configured_field(
+        "batch_seconds", float, settings.REVERSE_SYNC_BATCH_SECONDS)
     #: None: `leadrat_reverse_sync_<profile>`, one ledger pipeline per warehouse
     pipeline_name: str | None = None
     #: dlt's pipelines folder; None means dlt's default
@@ -56,10 +73,26 @@ class ReverseSyncRequest:
     def check(self) -> None:
         if self.table and self.query:
             raise ConfigurationError("give --table or --query, not both")
+        self.input_spec()
         if self.max_rows is not None and self.max_rows < 0:
             raise ConfigurationError("--max-rows must be 0 or more")
         if self.workers < 1 or self.batch_rows < 1:
-            raise ConfigurationError("--workers and --batch-rows must be at least 1")
+            raise ConfigurationError(
+                f"--workers and --batch-rows ({CONFIG_SECTION}.workers, .batch_rows) must be "
+                "at least 1")
+
+    def input_spec(self) -> InputSpec:
+        """The input: the table or query given, else the configured one, else the table
+        `lead_scores` (reader.py)."""
+        if self.table or self.query:
+            return InputSpec(self.table, self.query, self.max_rows)
+        table = _configured("table", str, None)
+        query = _configured("query", str, None)
+        if table and query:
+            raise ConfigurationError(
+                f"{CONFIG_SECTION}: set table or query, not both (LEADRAT__REVERSE_SYNC__TABLE"
+                " / LEADRAT__REVERSE_SYNC__QUERY)")
+        return InputSpec(table, query, self.max_rows)
 
 
 @dataclass
@@ -271,7 +304,7 @@ def _read_and_send(run: _Run, pipeline: dlt.Pipeline, delivery: Delivery | None)
     """Every chunk of the input, diffed against the ledger; the changes go to `delivery`
     (their outcomes into the ledger), or, in a dry run, into the summary's sample."""
     request, summary = run.request, run.summary
-    spec = InputSpec(request.table, request.query, request.max_rows)
+    spec = request.input_spec()
     columns: ColumnMap | None = None
     for chunk_columns, rows in iter_chunks(pipeline.dataset(), spec):
         summary.rows_read += len(rows)

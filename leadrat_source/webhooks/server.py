@@ -19,7 +19,6 @@ from typing import Any
 
 import uvicorn
 
-from leadrat_source import settings as source_settings
 from leadrat_source.destinations import get_profile
 from leadrat_source.webhooks.app import WEBHOOK_PATH, create_app
 from leadrat_source.webhooks.flusher import FlusherProcess, FlusherSpec
@@ -47,7 +46,7 @@ class ServeOptions:
 def serve(options: ServeOptions) -> int:
     settings = receiver_settings()
     profile = get_profile(options.destination)
-    dataset = options.dataset or profile.dataset_name or source_settings.DATASET_NAME
+    dataset = profile.dataset(options.dataset)
     journal = Journal(options.journal or default_journal_path(profile.name, dataset),
                       settings.dedup_days)
     metrics = Metrics()
