@@ -213,6 +213,172 @@ def _wide_value(kind: int, below: Callable[[int], int], random_: Callable[[], fl
     return [below(10), "x"]
 
 
+@dataclass(frozen=True, slots=True)
+class _Draw:
+    """The RNG's primitives the lead fields are drawn with (see `lead_rows` for why these).
+
+    Every helper below draws in the order the fields were first written in, one after the
+    other from one RNG: drawing one number more, fewer or earlier changes every later lead
+    of a seed, and tests compare loads against the sandbox's data.
+    """
+
+    below: Callable[[int], int]
+    chance: Callable[[], float]
+    sample: Callable[[tuple[str, ...], int], list[str]]
+    status: Callable[[], str]
+    source: Callable[[], str]
+
+    @classmethod
+    def of(cls, rng: random.Random) -> _Draw:
+        return cls(rng._randbelow, rng.random, _sampler(rng),  # type: ignore[attr-defined]
+                   _weighted(rng, STATUSES, STATUS_WEIGHTS),
+                   _weighted(rng, SOURCES, SOURCE_WEIGHTS))
+
+
+@dataclass(frozen=True, slots=True)
+class _Timeline:
+    """created/updated/deleted times over `HISTORY_DAYS` before the anchor."""
+
+    start: int
+    anchor_ms: int
+    #: Bulk imports and mass updates: many leads share one updated_at millisecond.
+    clusters: list[int]
+
+    @classmethod
+    def of(cls, rng: random.Random, anchor_ms: int, count: int) -> _Timeline:
+        start = anchor_ms - HISTORY_DAYS * DAY_MS
+        span = HISTORY_DAYS * DAY_MS
+        clusters = sorted(start + rng.randrange(span) for _ in range(max(3, count // 150)))
+        return cls(start, anchor_ms, clusters)
+
+    def times(self, draw: _Draw) -> tuple[int, int, int | None]:
+        below, random_, anchor_ms = draw.below, draw.chance, self.anchor_ms
+        created = self.start + below(HISTORY_DAYS * DAY_MS)
+        kind = random_()
+        if kind < 0.3:
+            updated = created
+        elif kind < 0.7:
+            updated = created + below(anchor_ms - created)
+        else:
+            updated = self.clusters[below(len(self.clusters))]
+            created = min(created, updated - below(30 * DAY_MS))
+        deleted = None
+        if random_() < 0.03:
+            deleted = anchor_ms - 1 - below(DELETED_WITHIN_DAYS * DAY_MS)
+            created = min(created, deleted - (1 + below(60 * DAY_MS - 1)))
+            updated = deleted
+        return created, updated, deleted
+
+
+def _person(people: list[list[tuple[str, str]]], seq: int, draw: _Draw) -> tuple[str, str]:
+    """(name, e-mail); the sequence number keeps e-mails unique."""
+    below = draw.below
+    first = below(len(FIRST_NAMES))
+    name, local = people[first][below(len(LAST_NAMES))]
+    return name, f"{local}.{seq}@{DOMAINS[below(len(DOMAINS))]}"
+
+
+def _placement(pipeline_stages: list[tuple[str, list[str]]],
+               draw: _Draw) -> tuple[str | None, str | None]:
+    """(pipeline_id, stage_id); some leads sit in no pipeline."""
+    if draw.chance() < 0.85:
+        pipeline_id, stage_ids = pipeline_stages[draw.below(len(pipeline_stages))]
+        return pipeline_id, stage_ids[draw.below(len(stage_ids))]
+    return None, None
+
+
+def _company(draw: _Draw) -> str | None:
+    company = None if draw.chance() < 0.3 else COMPANIES[draw.below(len(COMPANIES))]
+    if company is not None and draw.chance() < 0.03:
+        company = BLANKS[draw.below(len(BLANKS))]  # a form field left blank is not a NULL
+    return company
+
+
+def _note(seq: int, draw: _Draw) -> str:
+    if seq <= len(EDGE_TEXTS):
+        return EDGE_TEXTS[seq - 1]
+    below, kind = draw.below, draw.chance()
+    if kind < 0.25:
+        return BLANKS[below(len(BLANKS))]
+    if kind < 0.5:
+        return UNICODE_EDGES[below(len(UNICODE_EDGES))]
+    if kind < 0.999:
+        return PLAIN_NOTES[below(len(PLAIN_NOTES))]
+    return LONG_TEXTS[below(len(LONG_TEXTS))]
+
+
+def _external_ref(draw: _Draw) -> object:
+    """One key, many JSON types: what a CRM fed by several import tools holds."""
+    below, random_ = draw.below, draw.chance
+    kind = below(8)
+    if kind == 0:
+        return below(1_000_000)
+    if kind == 1:
+        return str(below(1_000_000))
+    if kind == 2:
+        return f"CRM-{below(100_000):05d}"
+    if kind == 3:
+        return random_() < 0.5
+    if kind == 4:
+        return round(1000 * random_(), 3)
+    if kind == 5:
+        return {"system": "sap", "id": below(1_000_000), "synced": random_() < 0.5}
+    if kind == 6:
+        return [below(100), "x", None, {"nested": []}]
+    return ""
+
+
+def _account_fields(draw: _Draw) -> dict[str, object]:
+    """The custom fields that keep one JSON type across leads; many leads lack some."""
+    below, random_ = draw.below, draw.chance
+    fields: dict[str, object] = {}
+    if random_() < 0.6:
+        fields["budget"] = round(20_000 + 1_980_000 * random_(), 2)
+    if random_() < 0.5:
+        fields["employees"] = 1 + below(5000)
+    if random_() < 0.5:
+        fields["industry"] = INDUSTRIES[below(len(INDUSTRIES))]
+    if random_() < 0.4:
+        fields["newsletter"] = random_() < 0.5
+    if random_() < 0.35:
+        city, country = CITIES[below(len(CITIES))]
+        fields["address"] = {"city": city, "country": country, "floor": below(41)}
+    if random_() < 0.3:
+        fields["interests"] = draw.sample(INTERESTS, 1 + below(3))
+    return fields
+
+
+def _edge_fields(fields: dict[str, object], seq: int, name: str, draw: _Draw) -> None:
+    """The custom fields a loader finds hard: edge texts, a key of many JSON types
+    (`external_ref`), booleans mixed with 0/1 (`opted_in`), nested objects."""
+    below, random_ = draw.below, draw.chance
+    if seq <= len(EDGE_TEXTS) or random_() < 0.3:
+        fields["notes"] = _note(seq, draw)
+    if random_() < 0.2:
+        fields["external_ref"] = _external_ref(draw)
+    if random_() < 0.15:
+        # mostly booleans, but 0/1 from an older import: 1 is not True
+        fields["opted_in"] = random_() < 0.5 if random_() < 0.8 else below(2)
+    if random_() < 0.05:
+        fields["referrer"] = {
+            "name": name, "contact": {"email": "", "phones": [], "whatsapp": None},
+            "meta": {"weight": 0.5, "verified": True,
+                     "note": UNICODE_EDGES[below(len(UNICODE_EDGES))]},
+        }
+
+
+def _form_answers(fields: dict[str, object], wide_keys: list[str], draw: _Draw) -> None:
+    """A wide account's lead answers most questions of one form of `FORM_SIZE` keys."""
+    forms = -(-len(wide_keys) // FORM_SIZE)
+    if not forms:
+        return
+    below, random_ = draw.below, draw.chance
+    first_key = below(forms) * FORM_SIZE
+    for number in range(first_key, min(first_key + FORM_SIZE, len(wide_keys))):
+        if random_() < FORM_FILL:
+            fields[wide_keys[number]] = _wide_value(number % 7, below, random_)
+
+
 def lead_rows(count: int, seed: int, pipelines: list[Pipeline],
               anchor_ms: int, custom_keys: int = 0) -> Iterator[tuple[object, ...]]:
     """Rows in the order of store.LEAD_COLUMNS, tags as a JSON list.
@@ -227,120 +393,26 @@ def lead_rows(count: int, seed: int, pipelines: list[Pipeline],
     so without it the rows are those of narrow accounts).
     """
     rng = random.Random(seed)
-    start = anchor_ms - HISTORY_DAYS * DAY_MS
-    span = HISTORY_DAYS * DAY_MS
-    # Bulk imports and mass updates: many leads share one updated_at millisecond.
-    clusters = sorted(start + rng.randrange(span) for _ in range(max(3, count // 150)))
+    timeline = _Timeline.of(rng, anchor_ms, count)
     pipeline_stages = [(p.id, [s.id for s in p.stages]) for p in pipelines]
     people = _people()
-    below = rng._randbelow  # type: ignore[attr-defined]
-    random_ = rng.random
-    status = _weighted(rng, STATUSES, STATUS_WEIGHTS)
-    source = _weighted(rng, SOURCES, SOURCE_WEIGHTS)
-    sample = _sampler(rng)
+    draw = _Draw.of(rng)
+    below, random_, sample = draw.below, draw.chance, draw.sample
     dumps = orjson.dumps
-    n_first, n_last, n_domains = len(FIRST_NAMES), len(LAST_NAMES), len(DOMAINS)
-    n_clusters, n_pipelines, n_companies = len(clusters), len(pipeline_stages), len(COMPANIES)
-    n_industries, n_cities = len(INDUSTRIES), len(CITIES)
-    n_blanks, n_edges, n_plain = len(BLANKS), len(UNICODE_EDGES), len(PLAIN_NOTES)
-
-    def note(seq: int) -> str:
-        if seq <= len(EDGE_TEXTS):
-            return EDGE_TEXTS[seq - 1]
-        draw = random_()
-        if draw < 0.25:
-            return BLANKS[below(n_blanks)]
-        if draw < 0.5:
-            return UNICODE_EDGES[below(n_edges)]
-        if draw < 0.999:
-            return PLAIN_NOTES[below(n_plain)]
-        return LONG_TEXTS[below(len(LONG_TEXTS))]
-
-    def external_ref() -> object:
-        """One key, many JSON types: what a CRM fed by several import tools holds."""
-        kind = below(8)
-        if kind == 0:
-            return below(1_000_000)
-        if kind == 1:
-            return str(below(1_000_000))
-        if kind == 2:
-            return f"CRM-{below(100_000):05d}"
-        if kind == 3:
-            return random_() < 0.5
-        if kind == 4:
-            return round(1000 * random_(), 3)
-        if kind == 5:
-            return {"system": "sap", "id": below(1_000_000), "synced": random_() < 0.5}
-        if kind == 6:
-            return [below(100), "x", None, {"nested": []}]
-        return ""
-    deleted_span = DELETED_WITHIN_DAYS * DAY_MS
     wide_keys = wide_custom_keys(custom_keys)
-    forms = -(-custom_keys // FORM_SIZE)
     for seq in range(1, count + 1):
-        first = below(n_first)
-        name, local = people[first][below(n_last)]
-        email = f"{local}.{seq}@{DOMAINS[below(n_domains)]}"
-        created = start + below(span)
-        kind = random_()
-        if kind < 0.3:
-            updated = created
-        elif kind < 0.7:
-            updated = created + below(anchor_ms - created)
-        else:
-            updated = clusters[below(n_clusters)]
-            created = min(created, updated - below(30 * DAY_MS))
-        deleted = None
-        if random_() < 0.03:
-            deleted = anchor_ms - 1 - below(deleted_span)
-            created = min(created, deleted - (1 + below(60 * DAY_MS - 1)))
-            updated = deleted
-        pipeline_id = stage_id = None
-        if random_() < 0.85:
-            pipeline_id, stage_ids = pipeline_stages[below(n_pipelines)]
-            stage_id = stage_ids[below(len(stage_ids))]
+        name, email = _person(people, seq, draw)
+        created, updated, deleted = timeline.times(draw)
+        pipeline_id, stage_id = _placement(pipeline_stages, draw)
         score = None if random_() < 0.15 else below(101)
         tags = sample(TAGS, below(5))
         phone = None if random_() < 0.2 else f"+91{7_000_000_000 + below(3_000_000_000)}"
-        company = None if random_() < 0.3 else COMPANIES[below(n_companies)]
-        if company is not None and random_() < 0.03:
-            company = BLANKS[below(n_blanks)]  # a form field left blank is not a NULL
-        lead_status = status()
-        lead_source = source()
-        # Custom fields: most keys keep one JSON type across leads (`external_ref` and
-        # `opted_in` do not); many leads lack some.
-        fields: dict[str, object] = {}
-        if random_() < 0.6:
-            fields["budget"] = round(20_000 + 1_980_000 * random_(), 2)
-        if random_() < 0.5:
-            fields["employees"] = 1 + below(5000)
-        if random_() < 0.5:
-            fields["industry"] = INDUSTRIES[below(n_industries)]
-        if random_() < 0.4:
-            fields["newsletter"] = random_() < 0.5
-        if random_() < 0.35:
-            city, country = CITIES[below(n_cities)]
-            fields["address"] = {"city": city, "country": country, "floor": below(41)}
-        if random_() < 0.3:
-            fields["interests"] = sample(INTERESTS, 1 + below(3))
-        if seq <= len(EDGE_TEXTS) or random_() < 0.3:
-            fields["notes"] = note(seq)
-        if random_() < 0.2:
-            fields["external_ref"] = external_ref()
-        if random_() < 0.15:
-            # mostly booleans, but 0/1 from an older import: 1 is not True
-            fields["opted_in"] = random_() < 0.5 if random_() < 0.8 else below(2)
-        if random_() < 0.05:
-            fields["referrer"] = {
-                "name": name, "contact": {"email": "", "phones": [], "whatsapp": None},
-                "meta": {"weight": 0.5, "verified": True,
-                         "note": UNICODE_EDGES[below(n_edges)]},
-            }
-        if forms:
-            first_key = below(forms) * FORM_SIZE
-            for number in range(first_key, min(first_key + FORM_SIZE, custom_keys)):
-                if random_() < FORM_FILL:
-                    fields[wide_keys[number]] = _wide_value(number % 7, below, random_)
+        company = _company(draw)
+        lead_status = draw.status()
+        lead_source = draw.source()
+        fields = _account_fields(draw)
+        _edge_fields(fields, seq, name, draw)
+        _form_answers(fields, wide_keys, draw)
         yield (seq, encode_id(ID_PREFIX_LEAD, seq), name, email, phone, company, lead_status,
                lead_source, score, pipeline_id, stage_id, dumps(fields).decode(),
                dumps(tags).decode(), created, updated, deleted)
