@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from leadrat_source.contract import (
@@ -89,30 +91,57 @@ def _text(value: Any, field: str, nullable: bool) -> None:
         raise invalid_field(field, "too_long")
 
 
+def _email(value: Any, field: str) -> None:
+    _text(value, field, nullable=False)
+    if not EMAIL.match(value):
+        raise invalid_field(field, "invalid_format")
+
+
+def _status(value: Any, field: str) -> None:
+    if value not in LEAD_STATUSES:
+        raise invalid_field(field, "invalid_choice")
+
+
+def _score(value: Any, field: str) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise invalid_field(field, "invalid_type")
+    if not SCORE_MIN <= value <= SCORE_MAX:
+        raise invalid_field(field, "out_of_range")
+
+
+def _object(value: Any, field: str) -> None:
+    if not isinstance(value, dict):
+        raise invalid_field(field, "invalid_type")
+
+
+def _tags(value: Any, field: str) -> None:
+    tags(value)
+
+
+_required_text = partial(_text, nullable=False)
+_optional_text = partial(_text, nullable=True)
+#: How each field a body may set is checked (`_fields` refuses any other name first).
+_FIELD_CHECKS: dict[str, Callable[[Any, str], None]] = {
+    "name": _required_text,
+    "source": _required_text,
+    "email": _email,
+    "phone": _optional_text,
+    "company": _optional_text,
+    "pipeline_id": _optional_text,
+    "stage_id": _optional_text,
+    "status": _status,
+    "score": _score,
+    "custom_fields": _object,
+    "tags": _tags,
+}
+
+
 def _check_field(name: str, value: Any) -> None:
-    if name in ("name", "source"):
-        _text(value, name, nullable=False)
-    elif name in ("phone", "company"):
-        _text(value, name, nullable=True)
-    elif name == "email":
-        _text(value, name, nullable=False)
-        if not EMAIL.match(value):
-            raise invalid_field("email", "invalid_format")
-    elif name == "status":
-        if value not in LEAD_STATUSES:
-            raise invalid_field("status", "invalid_choice")
-    elif name == "score":
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-            raise invalid_field("score", "invalid_type")
-        if value is not None and not SCORE_MIN <= value <= SCORE_MAX:
-            raise invalid_field("score", "out_of_range")
-    elif name == "custom_fields":
-        if not isinstance(value, dict):
-            raise invalid_field("custom_fields", "invalid_type")
-    elif name == "tags":
-        tags(value)
-    elif name in ("pipeline_id", "stage_id"):
-        _text(value, name, nullable=True)
+    check = _FIELD_CHECKS.get(name)
+    if check is not None:
+        check(value, name)
 
 
 def _fields(body: dict[str, Any], allowed: tuple[str, ...]) -> dict[str, Any]:
