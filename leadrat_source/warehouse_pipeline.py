@@ -9,24 +9,14 @@ before it starts anything new.
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from functools import wraps
-from typing import Any
 
 import dlt
-from dlt.common.pipeline import LoadInfo
-from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 from dlt.pipeline.pipeline import Pipeline
 
 from leadrat_source.destinations import DestinationProfile
 
 #: the logger these lines have always gone to, so log filters keep working
 log = logging.getLogger("leadrat_source.load")
-
-#: dlt's `[load] truncate_staging_dataset` as an environment variable
-TRUNCATE_STAGING = "LOAD__TRUNCATE_STAGING_DATASET"
 
 
 def profile_pipeline(
@@ -35,72 +25,12 @@ def profile_pipeline(
 ) -> Pipeline:
     """A dlt pipeline into a profile's warehouse; its state lives in dlt's pipelines folder
     (`pipelines_dir`, or dlt's default: `DLT_DATA_DIR`, else ~/.dlt)."""
-    pipeline = dlt.pipeline(
+    return dlt.pipeline(
         pipeline_name=pipeline_name,
         pipelines_dir=pipelines_dir,  # type: ignore[arg-type]  # None: dlt's default
         destination=profile.destination(),
         dataset_name=profile.dataset(dataset),
     )
-    if profile.destination_type == "duckdb":
-        # `run()` calls `self.load()`, so the wrapper covers the load step of every run
-        setattr(pipeline, "load", _with_database_open(pipeline, pipeline.load))  # noqa: B010
-    return pipeline
-
-
-def _with_database_open(pipeline: Pipeline, load: Callable[..., LoadInfo]
-                        ) -> Callable[..., LoadInfo]:
-    @wraps(load)
-    def load_with_database_open(*args: Any, **kwargs: Any) -> LoadInfo:
-        with duckdb_kept_open(pipeline):
-            return load(*args, **kwargs)
-    return load_with_database_open
-
-
-@contextmanager
-def duckdb_kept_open(pipeline: Pipeline) -> Iterator[None]:
-    """Hold one connection to the pipeline's DuckDB file while the block (a load step) runs,
-    and have dlt empty the staging tables at the end of the step.
-
-    dlt opens and closes a connection for each load job and each step of a package, and
-    closing the last one checkpoints (writes the tables to the file). While our connection
-    stays open, DuckDB's instance cache hands dlt's connections the open database, and
-    only our close checkpoints, after dlt emptied the staging dataset
-    (`truncate_staging_dataset`): the staging copy of the rows is then never written to
-    the file. At 50k leads the load step takes ~0.85x the CPU and the file ~0.57x the
-    size (issue 12). Either alone gains nothing measurable: without the held connection
-    the staging rows were checkpointed before the truncation. Only during the load step,
-    so another process (the webhook receiver, a reader) finds the file free while leads
-    are read; if the file cannot be opened (another process holds it), nothing is held
-    and dlt's own connection meets the error (`run_when_free` retries it).
-    """
-    import duckdb  # dlt's DuckDB driver; imported here like dlt does, only for DuckDB
-
-    credentials = pipeline.destination_client().config.credentials
-    held = None
-    if (isinstance(credentials, DuckDbCredentials) and credentials.external_conn() is None
-            and not credentials.read_only):
-        try:
-            held = duckdb.connect(credentials.database, config=_connect_config(credentials))
-        except duckdb.Error as error:
-            log.debug("not holding the DuckDB file open during the load: %s", error)
-    # dlt's loader setting, for this step only, unless the user's environment sets it
-    truncating = held is not None and TRUNCATE_STAGING not in os.environ
-    if truncating:
-        os.environ[TRUNCATE_STAGING] = "true"
-    try:
-        yield
-    finally:
-        if truncating:
-            os.environ.pop(TRUNCATE_STAGING, None)
-        if held is not None:
-            held.close()
-
-
-def _connect_config(credentials: DuckDbCredentials) -> dict[str, Any]:
-    """The settings dlt passes to `duckdb.connect` (DuckDB shares an open database only
-    with connections opened with the same ones)."""
-    return {key: value for key, value in (credentials.global_config or {}).items()
-            if key == "custom_user_agent"}
 
 
 def pending_packages(pipeline: Pipeline) -> int:
