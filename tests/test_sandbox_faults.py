@@ -74,6 +74,23 @@ def test_latency_delays_answers(box: Sandbox) -> None:
     assert time.monotonic() - started >= 0.3
 
 
+def test_repeat_cursor_gives_back_the_cursor_asked_with(box: Sandbox) -> None:
+    """Pages asked for by cursor name that cursor as the next one, the last page too; the
+    page itself is the honest one, and a first page (no cursor asked with) is untouched."""
+    first = get(box, per_page=100).json()["meta"]["next_cursor"]
+    second = get(box, cursor=first, per_page=100).json()
+    last_cursor = second["meta"]["next_cursor"]
+    assert get(box, cursor=last_cursor, per_page=100).json()["meta"]["next_cursor"] is None
+    box.set_faults(repeat_cursor_rate=1.0)
+    assert get(box, per_page=100).json()["meta"]["next_cursor"] == first
+    repeated = get(box, cursor=first, per_page=100).json()
+    assert repeated["meta"]["next_cursor"] == first and repeated["data"] == second["data"]
+    assert get(box, cursor=last_cursor, per_page=100).json()["meta"]["next_cursor"] == last_cursor
+    assert box.stats()["faults_injected"] == 2
+    box.set_faults(repeat_cursor_rate=0.0)
+    assert get(box, cursor=first, per_page=100).json() == second
+
+
 def test_fail_next_is_scripted_by_path(box: Sandbox) -> None:
     rules = [{"status": 503, "count": 2, "path_prefix": "/leads"},
              {"status": 429, "count": 1, "path_prefix": "/pipelines"}]

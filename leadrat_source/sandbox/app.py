@@ -3,13 +3,17 @@
 Order for API routes: latency, then faults that happen before the API is reached
 (scripted `fail_next`, gateway errors, dropped connections), then credentials (401),
 then the budget (429), then faults of the API itself (500, spurious 429), then the
-endpoint; a truncated body is decided last, on the finished response.
+endpoint; faults of the finished response come last: a cursor page that names its own
+cursor as the next one (a server bug a client must refuse, not follow forever), then a
+truncated body.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+
+import orjson
 
 from leadrat_source.contract import RETRY_AFTER_HEADER
 from leadrat_source.sandbox.auth import READ, Keys
@@ -36,6 +40,14 @@ def gateway_response(status: int) -> Response:
     """What the gateway in front of the API sends: HTML, no rate-limit headers."""
     return Response(status, GATEWAY_BODY.format(status=status).encode(),
                     content_type="text/html; charset=utf-8")
+
+
+def repeated_cursor_body(body: bytes, cursor: str) -> bytes:
+    """A list page's body whose `meta.next_cursor` is the `cursor` it was asked for with,
+    even on the last page: a client following it would ask for the same page forever."""
+    page = orjson.loads(body)
+    page["meta"]["next_cursor"] = cursor
+    return orjson.dumps(page)
 
 
 class Application:
@@ -90,8 +102,15 @@ class Application:
         if faults.roll("spurious_429_rate"):
             self.stats.fault()
             return self._scripted(429, headers)
-        response = self._endpoint(request, matched, role, headers)
-        if faults.roll("truncate_rate") and response.body:
+        return self._damage(request, self._endpoint(request, matched, role, headers))
+
+    def _damage(self, request: Request, response: Response) -> Response:
+        """The faults of a finished answer: its cursor repeated, its body cut short."""
+        cursor = request.query.get("cursor")
+        if cursor and response.status == 200 and self.faults.roll("repeat_cursor_rate"):
+            self.stats.fault()
+            response.body = repeated_cursor_body(response.body, cursor)
+        if self.faults.roll("truncate_rate") and response.body:
             self.stats.fault()
             response.wire = WireMode.TRUNCATE
         return response

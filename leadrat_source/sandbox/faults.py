@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 RATES = ("error_rate", "gateway_error_rate", "spurious_429_rate", "drop_rate",
-         "truncate_rate", "drift_rate")
+         "truncate_rate", "drift_rate", "repeat_cursor_rate")
 GATEWAY_STATUSES = (502, 503, 504)
 
 
