@@ -1,8 +1,11 @@
 """Every reader of pages, the client's `iter_pages` and the lead scan's cursor loop,
 refuses an API that gives back the cursor it was given, instead of looping forever.
 
-The sandbox has no fault that repeats a cursor, so a real client's answers from the
-sandbox are altered on their way back, as a buggy server would send them.
+The sandbox's `repeat_cursor_rate` fault makes every page asked for by cursor name that
+same cursor as its next one, over real HTTP; the sandbox counts the pages it served.
+Its daily cap of `LOOPING` requests ends a reader that follows the cursor anyway (the
+client stops with `QuotaExhausted`, the scan ends early at the quota), so a broken guard
+fails these tests instead of hanging them.
 """
 
 from __future__ import annotations
@@ -12,52 +15,39 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from served import served
 
 from leadrat_source.errors import LeadRatError
 from leadrat_source.lead_scan import LeadScanner, ScanSettings
-from leadrat_source.pagination import Page, iter_pages
+from leadrat_source.sandbox import Sandbox
 from leadrat_source.scan_ranges import ScanRange
 
-#: far more pages than the 1,000 leads of the session's sandbox make at 100 a page
-LOOPING = 50
+#: far more pages than the sandbox's 300 leads make at 100 a page
+LOOPING = 20
 
 
-class RepeatsCursors:
-    """`client.leads`, except that every page asked for by cursor names that same cursor
-    as the next one (a server bug); asking for more than `LOOPING` pages fails the test."""
-
-    def __init__(self, leads: Any) -> None:
-        self._leads = leads
-        self.requests = 0
-
-    def list_page(self, **request: Any) -> Page:
-        self.requests += 1
-        assert self.requests <= LOOPING, "the scan went on following a repeated cursor"
-        page: Page = self._leads.list_page(**request)
-        if request.get("cursor") is not None:
-            page.next_cursor = page.meta["next_cursor"] = request["cursor"]
-        return page
+@pytest.fixture
+def repeating(make_sandbox: Callable[..., Sandbox]) -> Sandbox:
+    """A sandbox whose every page asked for by cursor gives that cursor back as the next."""
+    server = make_sandbox(rate_limit=0, daily_cap=LOOPING)
+    server.set_faults(repeat_cursor_rate=1.0)
+    return server
 
 
-def test_iter_pages_refuses_a_repeated_cursor(sandbox: Any, make_client: Callable[..., Any],
-                                             ) -> None:
-    leads = RepeatsCursors(make_client(sandbox).leads)
-
-    def fetch(*, page: int | None, cursor: str | None) -> Page:
-        return leads.list_page(per_page=100, page=page, cursor=cursor)
-
+def test_iter_pages_refuses_a_repeated_cursor(repeating: Sandbox,
+                                             make_client: Callable[..., Any]) -> None:
+    client = make_client(repeating)
     with pytest.raises(LeadRatError, match="returned the cursor it was given") as refused:
-        list(iter_pages(fetch, per_page=100))
+        list(client.leads.iter_pages(per_page=100))
     assert refused.value.code == "invalid_cursor"
-    assert leads.requests == 2
+    assert served(repeating)["pages"] == 2
 
 
-def test_the_lead_scan_refuses_a_repeated_cursor(sandbox: Any, make_client: Callable[..., Any],
-                                                 ) -> None:
-    leads = RepeatsCursors(make_client(sandbox).leads)
-    scanner = LeadScanner(leads, ScanSettings(workers=1))
+def test_the_lead_scan_refuses_a_repeated_cursor(repeating: Sandbox,
+                                                 make_client: Callable[..., Any]) -> None:
+    scanner = LeadScanner(make_client(repeating).leads, ScanSettings(workers=1))
     window = ScanRange(dt.datetime(2000, 1, 1, tzinfo=dt.UTC), dt.datetime.now(dt.UTC))
     with pytest.raises(LeadRatError, match="returned the cursor it was given") as refused:
         list(scanner.scan(window, catch_up=False))
     assert refused.value.code == "invalid_cursor"
-    assert leads.requests == 2
+    assert served(repeating)["pages"] == 2
