@@ -81,7 +81,7 @@ class ScanStats:
 class LeadScanner:
     """Yields pages (lists of lead dicts) of every lead of a window (`ScanRange`)."""
 
-    def __init__(self, leads_api: LeadPageReader, settings: ScanSettings | None = None) -> None:
+    def __init__(self, leads: LeadPageReader, settings: ScanSettings | None = None) -> None:
         self.settings = settings or ScanSettings()
         self.stats = ScanStats()
         self.stopped_by: QuotaExhausted | None = None
@@ -96,7 +96,7 @@ class LeadScanner:
         self._delivered: set[str] = set()
         settings = self.settings
         self._reader = RangeReader(
-            leads_api, settings.per_page, settings.include_deleted,
+            leads, settings.per_page, settings.include_deleted,
             Slicing(settings.per_page, settings.workers, settings.pages_per_slice),
             self.stats.expect,
         )

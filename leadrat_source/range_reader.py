@@ -29,9 +29,10 @@ class LeadPageReader(Protocol):
 
 @dataclass(frozen=True)
 class RangeReader:
-    """Reads ranges of leads (`read`) through `api`, sorted by `updated_at`."""
+    """Reads ranges of leads (`read`) through `leads` (`client.leads`), sorted by
+    `updated_at`."""
 
-    api: LeadPageReader
+    leads: LeadPageReader
     per_page: int
     include_deleted: bool
     slicing: Slicing
@@ -67,7 +68,7 @@ class RangeReader:
     def _fetch(self, since: dt.datetime, until: dt.datetime, *, page: int | None = None,
                cursor: str | None = None) -> Page:
         """A page of the leads updated in `[since, until)`, oldest first."""
-        return self.api.list_page(
+        return self.leads.list_page(
             per_page=self.per_page, page=page, cursor=cursor, sort="updated_at",
             updated_since=since, updated_before=until, include_deleted=self.include_deleted,
         )
