@@ -2,8 +2,9 @@
 
 With 200 ms of API latency one sequential cursor makes 5 requests/s, far below a Pro
 plan's budget; slices, each with its own cursor, fill it under the client's shared pacer.
-Slicing costs about one request per slice (its last, partial page), so only a range with
-enough pages is cut.
+Each slice ends with a partial page (up to one request more per slice, half of one on
+average), so a range is cut into at most one slice per `pages_per_slice` pages
+(`ScanSettings` says why 20).
 
 Slices are cut to equal lengths of time, but leads are rarely spread evenly in time (a
 CRM's recent months hold more updates). A slice much fuller than the others would be
