@@ -59,23 +59,35 @@ class Slicing:
         `pages_each`: the range is itself a slice, cut to hold about that many pages; it
         is cut again only if it holds at least twice as many, into slices of about that
         size (each costs a partial page more, so a slice only somewhat fuller is not).
+
+        A range holding more than `max_leads` is cut even when it is too small to slice
+        (one slice reads it up to the cut): the cut does not depend on the slicing.
         """
         pages_left = (total or 0) // self.per_page
-        count = min(self.workers * 2, pages_left // (pages_each or self.pages_per_slice))
-        if count < 2 or self.workers <= 1:
+        count = (min(self.workers * 2, pages_left // (pages_each or self.pages_per_slice))
+                 if self.workers > 1 else 1)
+        cut_at = self._cut_at(last_seen[0], end, total, max_leads)
+        if cut_at is not None:
+            end = cut_at
+            cut_to = max_leads or 0
+            count = max(1, min(count, max(2, cut_to // (self.per_page * self.pages_per_slice))))
+            pages_left = min(pages_left, cut_to // self.per_page)
+        elif count < 2:
             return None
-        cut_at = None
-        if max_leads and total and total > max_leads:
-            # assume leads spread evenly in time; a skewed spread gives a smaller or larger
-            # part, never a wrong one
-            share = (end - last_seen[0]) * (max_leads / total)
-            cut_at = end = max(
-                last_seen[0] + dt.timedelta(milliseconds=1), floor_ms(last_seen[0] + share)
-            )
-            count = min(count, max(2, max_leads // (self.per_page * self.pages_per_slice)))
-            pages_left = min(pages_left, max_leads // self.per_page)
         # The rest starts at the first page's last lead; leads at that very instant that
         # the first page already had are skipped by keyset.
         slices = [ScanRange(a, b, last_seen[1] if a == last_seen[0] else None)
                   for a, b in split_window(last_seen[0], end, count)]
         return Split(slices, cut_at, max(pages_left // count, self.pages_per_slice))
+
+    @staticmethod
+    def _cut_at(start: dt.datetime, end: dt.datetime, total: int | None,
+                max_leads: int | None) -> dt.datetime | None:
+        """Where `[start, end)`, holding `total` leads, ends when cut so that about
+        `max_leads` fall before (None: it holds no more, it is not cut)."""
+        if not max_leads or not total or total <= max_leads:
+            return None
+        # assume leads spread evenly in time; a skewed spread gives a smaller or larger
+        # part, never a wrong one
+        share = (end - start) * (max_leads / total)
+        return max(start + dt.timedelta(milliseconds=1), floor_ms(start + share))
