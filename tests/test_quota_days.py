@@ -25,10 +25,10 @@ WINDOW_LIMIT, WINDOW_SECONDS = 10, 2
 OTHER_REQUESTS_PER_RUN = 4
 #: Lead pages of a run beyond the pages of leads: the first page of its new window (what
 #: changed since the last run; it holds the unread range of the last slice, if any). Once
-#: per load: the last, partial page of each time slice (one per 10 pages: 6 here), and the
+#: per load: the last, partial page of each time slice (one per 20 pages: 3 here), and the
 #: closing catch-up pass (2).
 LEAD_PAGES_PER_RUN = 1
-LEAD_PAGES_ONCE = 6 + 2
+LEAD_PAGES_ONCE = 3 + 2
 LEAD_LIST = "GET /leads"
 
 
