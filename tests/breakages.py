@@ -331,7 +331,9 @@ class Verdict:
 def copy_checkout(tests_from: str | None) -> Path:
     """A temporary copy of the checkout; with `tests_from`, its tests/ from that commit."""
     copy = Path(tempfile.mkdtemp(prefix="leadrat-breakages-")) / "checkout"
-    shutil.copytree(ROOT, copy, ignore=IGNORED)
+    # links stay links: the top-level destinations.toml must show the breakage patched into
+    # the package's file, not an unpatched copy of it
+    shutil.copytree(ROOT, copy, symlinks=True, ignore=IGNORED)
     if tests_from:
         shutil.rmtree(copy / "tests")
         archive = subprocess.run(["git", "-C", str(ROOT), "archive", tests_from, "tests"],
