@@ -91,6 +91,8 @@ _FAST_TYPES: dict[pa.DataType, set[type]] = {
 }
 
 
+#: column types whose values arrive as text: tried as text first (`_text_array`)
+_TEXT_TYPES = frozenset({pa.string(), TIMESTAMP})
 _JSON_TEXT_TYPES = {str, dict, list, _NONE}
 #: a text column without these holds its values as they are (no per-value conversion)
 _CONTAINER_TYPES = {dict, list}
@@ -176,17 +178,36 @@ def _custom_values(
     return custom
 
 
-def _typed_array(name: str, values: list[Any], column_type: pa.DataType) -> pa.Array:
+def _text_array(values: list[Any]) -> pa.Array | None:
+    """The values as a text array if they are all text (or null), else None.
+
+    Most columns are text, and Arrow checks each value's type in C while it copies it,
+    so this skips a Python pass over the values. Parsed JSON holds no other Python type
+    that Arrow takes as text (bytes), so where Arrow refuses a value the careful path
+    of `_typed` (objects as JSON text, misfits) decides, as it would have anyway.
+    """
+    try:
+        return pa.array(values, pa.string())
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        return None
+
+
+def _typed_array(
+    name: str, values: list[Any] | pa.Array, column_type: pa.DataType
+) -> pa.Array:
     """The values as an array of the column's type; timestamps are parsed from the
     contract's ISO 8601 text."""
     if pa.types.is_timestamp(column_type):
         try:
-            return pa.array(values, pa.string()).cast(column_type)
+            text = values if isinstance(values, pa.Array) else pa.array(values, pa.string())
+            return text.cast(column_type)
         except pa.ArrowInvalid as error:
             raise ValueError(
                 f"lead field {name!r} holds a value that is not an ISO 8601 timestamp "
                 f"({error}); the LeadRat contract requires one"
             ) from None
+    if isinstance(values, pa.Array):
+        return values
     return pa.array(values, column_type)
 
 
@@ -222,7 +243,7 @@ class LeadTableBuilder:
         limits extraction speed; only a column holding an odd value takes the slow path.
         """
         columns = {name: [lead.get(name) for lead in leads] for name in LEAD_FIELD_TYPES}
-        extra_keys = {key for lead in leads for key in lead} - _NOT_EXTRA_KEYS
+        extra_keys = set().union(*leads) - _NOT_EXTRA_KEYS
         for key in sorted(extra_keys):
             columns[key] = [lead.get(key) for lead in leads]
         custom: dict[str, tuple[list[int], list[Any]]] = {}
@@ -298,6 +319,10 @@ class LeadTableBuilder:
             if first is None:
                 return None, {}
             column_type = self._column_types[name] = _arrow_type_of(first)
+        if column_type in _TEXT_TYPES:
+            text = _text_array(values)
+            if text is not None:
+                return _typed_array(name, text, column_type), {}
         value_types = set(map(type, values))
         if (pa.types.is_string(column_type) and value_types <= _JSON_TEXT_TYPES
                 and value_types & _CONTAINER_TYPES):
@@ -335,7 +360,8 @@ def lead_tags_table(leads: Iterable[Mapping[str, Any]]) -> pa.Table:
     leads = list(leads)
     # "" stands for "no tags": part of the primary key, so not NULL; never inserted
     tag_lists = pa.array(
-        [sorted(set(lead.get("tags") or ())) or [""] for lead in leads], pa.list_(pa.string())
+        [sorted(set(tags)) if (tags := lead.get("tags")) else [""] for lead in leads],
+        pa.list_(pa.string()),
     )
     # one row per tag: each lead's id and updated_at repeated by its tag count
     owner = pc.list_parent_indices(tag_lists)
