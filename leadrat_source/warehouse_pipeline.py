@@ -50,10 +50,10 @@ def finish_interrupted(pipeline: Pipeline) -> int:
     next extraction reads only what is new.
 
     Two kill instants leave a package dlt itself cannot finish; both are repaired first
-    (`repair_killed_commits`). Should anything else
-    fail, the local working folder is discarded and the state restored from the
-    destination, which holds the state of the last load that completed: the next
-    extraction starts from there, and merging makes the re-read rows land exactly once.
+    (`repair_killed_commits`). Should anything else fail, the local working folder is
+    discarded and the state restored from the destination, which holds the state of the
+    last load that completed: the next extraction starts from there, and merging makes
+    the re-read rows land exactly once.
     """
     if not pipeline.has_pending_data:
         return 0
