@@ -141,7 +141,7 @@ BREAKAGES = (
     Breakage(
         "tags-marker-row-not-sent",
         "leadrat_source/lead_tables.py",
-        'sorted(set(lead.get("tags") or ())) or [""]',
+        'sorted(set(tags)) if (tags := lead.get("tags")) else [""]',
         'sorted(set(lead.get("tags") or ()))',
         ("tests/test_lead_tables.py",
          "tests/test_load_duckdb.py::test_first_load_then_churn_is_exact_and_costs_only_changed_pages"),
@@ -307,7 +307,7 @@ BREAKAGES = (
     Breakage(
         "unknown-lead-fields-dropped",
         "leadrat_source/lead_tables.py",
-        "        extra_keys = {key for lead in leads for key in lead} - _NOT_EXTRA_KEYS\n",
+        "        extra_keys = set().union(*leads) - _NOT_EXTRA_KEYS\n",
         "        extra_keys: set[str] = set()\n",
         ("tests/test_load_shape_changes.py",),
     ),
