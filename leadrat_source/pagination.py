@@ -3,8 +3,8 @@
 Cursor mode is preferred: cursors are keyset-based and stay stable while records change
 during a scan, so every record is seen exactly once. A deployment that sends no
 `meta.next_cursor` only supports page numbers. When a page is the last one
-(`is_last_page`) and how a cursor is followed, refusing one that repeats itself
-(`follow_cursor`), are decided here once, for every reader of pages: the client's
+(`is_last_page`) and how a cursor is followed, refusing one seen before in the same
+loop (`follow_cursor`), are decided here once, for every reader of pages: the client's
 `iter_pages` and the lead scan.
 """
 
@@ -67,15 +67,23 @@ def follow_cursor(fetch: Callable[[str], Page], cursor: str | None) -> Iterator[
     """The non-empty pages from `cursor` on, each fetched with the cursor the one before
     it gave (`fetch(cursor)`), until a page gives none.
 
-    A page that gives back the cursor it was fetched with would make the scan loop
-    forever: that is refused with `LeadRatError` (code `invalid_cursor`).
+    A page that gives a cursor this loop has already fetched with (its own, A -> A, or an
+    earlier one, A -> B -> A) would make the scan loop forever: that is refused with
+    `LeadRatError` (code `invalid_cursor`). The loop remembers every cursor it fetched
+    with: a loop reads one slice, at most a few thousand pages, and a cursor is a short
+    string, so the set stays well under a megabyte, while remembering fewer would let a
+    longer cycle through.
     """
+    fetched: set[str] = set()
     while cursor is not None:
+        fetched.add(cursor)
         page = fetch(cursor)
-        if page.next_cursor == cursor:
+        if page.next_cursor in fetched:
             raise LeadRatError(
-                "The API returned the cursor it was given, which would loop forever; "
-                "this is a server bug, please report it.",
+                f"The API sent a cursor it had already sent in this scan (after {len(fetched)} "
+                "page(s) read by cursor), so following it would read the same pages forever. "
+                "This is a LeadRat server bug, not a problem with your settings: please "
+                "report it to LeadRat support and run the load again later.",
                 code="invalid_cursor",
             )
         if page.items:

@@ -93,9 +93,17 @@ BREAKAGES = (
     Breakage(
         "repeated-cursor-followed",
         "leadrat_source/pagination.py",
-        "        if page.next_cursor == cursor:\n",
+        "        if page.next_cursor in fetched:\n",
         "        if False:\n",
         ("tests/test_pagination.py",),
+    ),
+    Breakage(
+        "cursor-cycle-followed",
+        "leadrat_source/pagination.py",
+        "        fetched.add(cursor)\n",
+        "        fetched = {cursor}\n",
+        ("tests/test_pagination.py::test_iter_pages_refuses_a_cursor_cycle",
+         "tests/test_pagination.py::test_the_lead_scan_refuses_a_cursor_cycle"),
     ),
     Breakage(
         "catch-up-loads-a-second-version",

@@ -91,6 +91,25 @@ def test_repeat_cursor_gives_back_the_cursor_asked_with(box: Sandbox) -> None:
     assert get(box, cursor=first, per_page=100).json() == second
 
 
+def test_cursor_cycle_names_the_scans_first_cursor_on_its_last_page(box: Sandbox) -> None:
+    """The last page of a scan asked for by cursor names the scan's first cursor instead of
+    none (the scan starts over); its data and every other page are the honest ones, and
+    with the fault off again the scan ends."""
+    honest = [get(box, per_page=100).json()]
+    while cursor := honest[-1]["meta"]["next_cursor"]:
+        honest.append(get(box, cursor=cursor, per_page=100).json())
+    first, second = honest[0]["meta"]["next_cursor"], honest[1]["meta"]["next_cursor"]
+    assert len(honest) == 3
+    box.set_faults(cursor_cycle_rate=1.0)
+    assert get(box, per_page=100).json() == honest[0]
+    assert get(box, cursor=first, per_page=100).json() == honest[1]
+    last = get(box, cursor=second, per_page=100).json()
+    assert last["meta"]["next_cursor"] == first and last["data"] == honest[2]["data"]
+    assert box.stats()["faults_injected"] == 1
+    box.set_faults(cursor_cycle_rate=0.0)
+    assert get(box, cursor=second, per_page=100).json() == honest[2]
+
+
 def test_fail_next_is_scripted_by_path(box: Sandbox) -> None:
     rules = [{"status": 503, "count": 2, "path_prefix": "/leads"},
              {"status": 429, "count": 1, "path_prefix": "/pipelines"}]

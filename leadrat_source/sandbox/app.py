@@ -3,15 +3,16 @@
 Order for API routes: latency, then faults that happen before the API is reached
 (scripted `fail_next`, gateway errors, dropped connections), then credentials (401),
 then the budget (429), then faults of the API itself (500, spurious 429), then the
-endpoint; faults of the finished response come last: a cursor page that names its own
-cursor as the next one (a server bug a client must refuse, not follow forever), then a
-truncated body.
+endpoint; faults of the finished response come last: a cursor page that names a cursor
+seen before as the next one, its own or the scan's first (server bugs a client must
+refuse, not follow forever), then a truncated body.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import orjson
 
@@ -42,10 +43,10 @@ def gateway_response(status: int) -> Response:
                     content_type="text/html; charset=utf-8")
 
 
-def repeated_cursor_body(body: bytes, cursor: str) -> bytes:
-    """A list page's body whose `meta.next_cursor` is the `cursor` it was asked for with,
-    even on the last page: a client following it would ask for the same page forever."""
-    page = orjson.loads(body)
+def with_next_cursor(page: dict[str, Any], cursor: str) -> bytes:
+    """The body of the list `page` with `cursor` as its `meta.next_cursor`, even on the last
+    page: a client following a cursor it has asked with before asks for the same pages
+    forever."""
     page["meta"]["next_cursor"] = cursor
     return orjson.dumps(page)
 
@@ -105,15 +106,34 @@ class Application:
         return self._damage(request, self._endpoint(request, matched, role, headers))
 
     def _damage(self, request: Request, response: Response) -> Response:
-        """The faults of a finished answer: its cursor repeated, its body cut short."""
+        """The faults of a finished answer: its next cursor one seen before, its body cut short."""
         cursor = request.query.get("cursor")
-        if cursor and response.status == 200 and self.faults.roll("repeat_cursor_rate"):
-            self.stats.fault()
-            response.body = repeated_cursor_body(response.body, cursor)
+        if cursor and response.status == 200:
+            self._misdirect(cursor, response)
         if self.faults.roll("truncate_rate") and response.body:
             self.stats.fault()
             response.wire = WireMode.TRUNCATE
         return response
+
+    def _misdirect(self, cursor: str, response: Response) -> None:
+        """Make the list page asked for by `cursor` name a cursor seen before as the next:
+        that same one (`repeat_cursor_rate`, A -> A) or, instead of ending the scan on its
+        last page, the scan's first cursor (`cursor_cycle_rate`: the scan starts over,
+        A -> B -> ... -> A; a scan whose only cursor page is `cursor` is left alone)."""
+        if self.faults.roll("repeat_cursor_rate"):
+            self.stats.fault()
+            response.body = with_next_cursor(orjson.loads(response.body), cursor)
+            return
+        if self.faults.rates["cursor_cycle_rate"] <= 0:
+            return  # off: no parsing, no memory
+        page = orjson.loads(response.body)
+        if not isinstance(page.get("meta"), dict):
+            return  # not a list page
+        given = page["meta"].get("next_cursor")
+        start = self.faults.scan_start(cursor, given)
+        if given is None and start != cursor and self.faults.roll("cursor_cycle_rate"):
+            self.stats.fault()
+            response.body = with_next_cursor(page, start)
 
     def _endpoint(self, request: Request, matched: Match | None,
                   role: str, headers: dict[str, str]) -> Response:

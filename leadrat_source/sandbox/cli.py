@@ -26,7 +26,8 @@ if TYPE_CHECKING:  # the server loads only when the command runs (see run_sandbo
     from leadrat_source.sandbox.service import Sandbox
 
 FAULT_FLAGS = ("error_rate", "gateway_error_rate", "spurious_429_rate", "drop_rate",
-               "truncate_rate", "drift_rate", "repeat_cursor_rate")
+               "truncate_rate", "drift_rate", "repeat_cursor_rate",
+               "cursor_cycle_rate")
 FAULT_HELP = {
     "error_rate": "fraction of requests answered with a JSON 500",
     "gateway_error_rate": "fraction answered with the gateway's non-JSON 502/503/504",
@@ -36,6 +37,8 @@ FAULT_HELP = {
     "drift_rate": "fraction of list pages with an unexpected extra field (schema drift)",
     "repeat_cursor_rate": "fraction of pages asked for by cursor that give that same cursor "
                           "back as the next one (a server bug a client must not loop on)",
+    "cursor_cycle_rate": "fraction of scans' last pages, asked for by cursor, that give the "
+                         "scan's first cursor as the next one instead of none (a cycle)",
 }
 READY_LINE = "# ready: serving until Ctrl-C"
 

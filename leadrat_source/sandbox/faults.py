@@ -1,7 +1,8 @@
 """Injected failures, switched on at run time; random ones come from a seeded RNG.
 
 Every `set` reseeds the RNG from the sandbox seed, so a test that sets the same faults
-and sends the same requests sees the same failures.
+and sends the same requests sees the same failures. It also forgets which scan each
+cursor belongs to (`scan_start`), the only memory a fault keeps.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 RATES = ("error_rate", "gateway_error_rate", "spurious_429_rate", "drop_rate",
-         "truncate_rate", "drift_rate", "repeat_cursor_rate")
+         "truncate_rate", "drift_rate", "repeat_cursor_rate",
+         "cursor_cycle_rate")
 GATEWAY_STATUSES = (502, 503, 504)
 
 
@@ -33,6 +35,8 @@ class Faults:
         self.rates = dict.fromkeys(RATES, 0.0)
         self.latency_ms = 0.0
         self.fail_next: list[FailRule] = []
+        #: cursor -> the first cursor of its scan, filled only while `cursor_cycle_rate` is on
+        self._scan_starts: dict[str, str] = {}
 
     def set(self, reset: bool = False, **faults: Any) -> None:
         """Change the named faults (others keep their value unless `reset`)."""
@@ -52,6 +56,7 @@ class Faults:
             self.latency_ms = float(faults.get("latency_ms", 0.0 if reset else self.latency_ms))
             if reset or "fail_next" in faults:
                 self.fail_next = rules
+            self._scan_starts = {}
 
     def roll(self, name: str) -> bool:
         rate = self.rates[name]
@@ -59,6 +64,20 @@ class Faults:
             return False
         with self._lock:
             return self._rng.random() < rate
+
+    def scan_start(self, asked: str, given: str | None) -> str:
+        """The first cursor of the scan whose page was asked for by `asked` (the first one
+        seen since the faults were last set: `asked` itself if unknown), remembering that
+        `given`, the next cursor that page names, belongs to the same scan.
+
+        One entry per cursor handed out while `cursor_cycle_rate` is on: a scan of the
+        default 10,000 leads adds 100 short strings, and every `set` frees them.
+        """
+        with self._lock:
+            start = self._scan_starts.get(asked, asked)
+            if given is not None:
+                self._scan_starts[given] = start
+            return start
 
     def gateway_status(self) -> int:
         with self._lock:
