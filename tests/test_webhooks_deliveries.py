@@ -28,9 +28,17 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def receiver(workdir: Path) -> Iterator[Receiver]:
-    # two secrets configured: a rotation in progress
+    """A running receiver (two secrets configured: a rotation in progress) whose warehouse
+    already holds one event of its own, so its tables exist whichever tests run, in any
+    order: a test that finds none of its events reads real tables ("nothing landed"),
+    not a warehouse that no delivery has created yet (read_duckdb waits for those)."""
     env = {"DESTINATION__DUCKDB__CREDENTIALS": str(workdir / "warehouse.duckdb")}
     with Receiver(workdir, f"{OLD}, {NEW}", env) as running:
+        lead = lead_id()
+        body = lead_event(a_lead(lead, "2026-03-01T00:00:00Z"), event_id=f"evt_first_{lead}")
+        assert running.deliver(body, sign(OLD, body)).status_code == 200
+        running.wait_flushed()
+        assert stored_events(running, lead) == [f"evt_first_{lead}"]
         yield running
 
 
