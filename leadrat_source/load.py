@@ -22,6 +22,7 @@ from leadrat_source.client import LeadRatClient
 from leadrat_source.client_config import open_client
 from leadrat_source.destinations import DestinationProfile, get_profile
 from leadrat_source.errors import ConfigurationError
+from leadrat_source.gc_pause import fewer_collections
 from leadrat_source.progress import LoadProgress, LogDisplay
 from leadrat_source.run_report import (
     RunNotes,
@@ -183,7 +184,7 @@ def run_load(
     profile = get_profile(request.destination)
     pipeline = make_pipeline(request, profile)
     started = time.monotonic()
-    with open_client(client) as opened:
+    with open_client(client) as opened, fewer_collections():
         count_requests = _request_counter(opened, started)
         progress = progress or LoadProgress(LogDisplay())
         with progress:

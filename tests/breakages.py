@@ -106,6 +106,20 @@ BREAKAGES = (
          "tests/test_pagination.py::test_the_lead_scan_refuses_a_cursor_cycle"),
     ),
     Breakage(
+        "load-collects-garbage-at-python-defaults",
+        "leadrat_source/load.py",
+        "    with open_client(client) as opened, fewer_collections():\n",
+        "    with open_client(client) as opened:\n",
+        ("tests/test_load_duckdb.py::test_a_load_collects_garbage_rarely_and_gives_the_collector_back",),
+    ),
+    Breakage(
+        "collector-left-frozen-after-a-load",
+        "leadrat_source/gc_pause.py",
+        "        gc.unfreeze()\n",
+        "        pass\n",
+        ("tests/test_load_duckdb.py::test_a_load_collects_garbage_rarely_and_gives_the_collector_back",),
+    ),
+    Breakage(
         "catch-up-loads-a-second-version",
         "leadrat_source/lead_scan.py",
         'if lead["id"] in self._delivered:',

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import math
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +17,9 @@ from leadrat_source.timestamps import parse_timestamp
 HANDFUL = 8  # requests beyond the list pages: pipelines, three analytics, slice edges
 #: list pages a completed run adds: one catch-up pass over what moved during the run
 CATCH_UP = 1
+#: young collections a 5k-lead load may start: ~18 with the load's threshold (gc_pause.py),
+#: ~160 with Python's defaults
+YOUNG_PASSES_PER_5K_LOAD = 40
 
 
 def test_first_load_then_churn_is_exact_and_costs_only_changed_pages(
@@ -382,3 +386,27 @@ def test_workers_read_time_slices_concurrently(
         assert len(warehouse.rows("leads")) == 6_000
     assert spans[1] >= 60 * 0.04 - 0.1, spans
     assert spans[4] <= 0.75 * spans[1], spans
+
+
+def test_a_load_collects_garbage_rarely_and_gives_the_collector_back(
+    make_sandbox: Callable[..., Any], make_warehouse: Callable[..., Any]
+) -> None:
+    """The load holds back the cyclic collector's young passes (gc_pause.py), and the
+    caller's collector is as it was afterwards; counted by Python's own `gc.callbacks`."""
+    server = make_sandbox(leads=5_000, seed=4, rate_limit=0)
+    warehouse = make_warehouse(server)
+    before = gc.get_threshold(), gc.get_freeze_count()
+    young_passes: list[int] = []
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "start" and info["generation"] == 0:
+            young_passes.append(1)
+
+    gc.callbacks.append(count)
+    try:
+        warehouse.load()
+    finally:
+        gc.callbacks.remove(count)
+    assert_equal_to_sandbox(warehouse)
+    assert (gc.get_threshold(), gc.get_freeze_count()) == before
+    assert len(young_passes) <= YOUNG_PASSES_PER_5K_LOAD, len(young_passes)
