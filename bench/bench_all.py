@@ -32,6 +32,7 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from typing import Any
 import bench_webhooks
 import dlt
 import duckdb
+import psutil
 from bench_load import Env, Result, fetch_floor, in_child, ours, rest_api_baseline
 
 from leadrat_source.client import LeadRatClient
@@ -83,14 +85,20 @@ def scale(size: int, workdir: Path, baseline: bool) -> dict[str, Result]:
         phases = {"sandbox_start_seconds": {"seconds": time.perf_counter() - started}}
         env = Env(server.base_url, server.read_key, workdir / str(size), size)
         env.workdir.mkdir(parents=True, exist_ok=True)
-        print(f"scale {size}: fetch floor ...", flush=True)
-        phases["floor"] = in_child(fetch_floor, env)
-        print(f"scale {size}: our load, then an incremental run after 1% churn ...", flush=True)
-        phases["ours"] = in_child(ours, env, "ours", server.churn, None,
-                                  int(size * CHURN_SHARE))
+        sandbox = psutil.Process(server.process.pid)
+
+        def run(name: str, function: Callable[..., Result], *args: Any) -> None:
+            """A phase in a child process, with the sandbox's CPU seconds meanwhile."""
+            print(f"scale {size}: {name} ...", flush=True)
+            before = sum(sandbox.cpu_times()[:2])
+            phases[name] = in_child(function, env, *args)
+            phases[name]["sandbox_cpu_seconds"] = sum(sandbox.cpu_times()[:2]) - before
+
+        run("floor", fetch_floor)
+        # ours: a first load, then an incremental run after 1% churn
+        run("ours", ours, "ours", server.churn, None, int(size * CHURN_SHARE))
         if baseline:
-            print(f"scale {size}: dlt rest_api ...", flush=True)
-            phases["rest_api"] = in_child(rest_api_baseline, env)
+            run("rest_api", rest_api_baseline)
     return phases
 
 
@@ -170,6 +178,9 @@ def flat(mode_name: str, mode: Mode, sizes: dict[int, dict[str, Result]], quota_
         "ratio_to_fetch_floor": small["ours"]["seconds"] / small["floor"]["seconds"],
         "ratio_to_fetch_floor_largest": (sizes[largest]["ours"]["seconds"]
                                          / sizes[largest]["floor"]["seconds"]),
+        # the client's CPU seconds (all threads) of our load over the floor's: with the
+        # sandbox on the same cores, the wall-time ratio cannot go far below this
+        "cpu_ratio_to_fetch_floor": small["ours"]["cpu_seconds"] / small["floor"]["cpu_seconds"],
         "peak_rss_mb_max": sizes[largest]["ours"]["peak_rss_mb"],
         "rss_growth_mb_max": sizes[largest]["ours"]["rss_growth_mb"],
         "leads_per_s_spread": (max(rates.values()) - min(rates.values())) / max(rates.values()),
@@ -207,7 +218,7 @@ def verdict(key: str, value: float) -> str:
 
 def table(results: dict[str, Any]) -> list[str]:
     lines = [(f"{'size':>9} {'phase':<10} {'leads':>8} {'seconds':>8} {'leads/s':>8} "
-             f"{'req':>6} {'peak RSS':>9} {'RSS+':>6}")]
+             f"{'req':>6} {'peak RSS':>9} {'RSS+':>6} {'CPU s':>6} {'sandbox CPU s':>13}")]
     for size, phases in results["sizes"].items():
         for name in ("floor", "ours", "rest_api"):
             phase = phases.get(name)
@@ -215,7 +226,8 @@ def table(results: dict[str, Any]) -> list[str]:
                 lines.append(f"{size:>9} {name:<10} {phase['leads']:>8} {phase['seconds']:8.2f} "
                              f"{phase['leads'] / phase['seconds']:8.0f} "
                              f"{phase.get('requests', ''):>6} {phase['peak_rss_mb']:8.0f}M "
-                             f"{phase['rss_growth_mb']:5.0f}M")
+                             f"{phase['rss_growth_mb']:5.0f}M {phase['cpu_seconds']:6.1f} "
+                             f"{phase['sandbox_cpu_seconds']:13.1f}")
         if "ours" in phases:
             steps = ", ".join(f"{k} {v:.1f}s" for k, v in phases["ours"].get("steps", {}).items())
             lines.append(f"{'':>9} ours' last dlt part: {steps}; sandbox started in "

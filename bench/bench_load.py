@@ -106,11 +106,13 @@ class PeakRss:
 
 @contextmanager
 def measured(result: Result) -> Iterator[None]:
-    """Fill `seconds` and `rss_growth_mb` of `result` for the enclosed block."""
+    """Fill `seconds`, `cpu_seconds` (this process, all threads) and `rss_growth_mb` of
+    `result` for the enclosed block."""
     with PeakRss() as rss:
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         yield
         result["seconds"] = time.perf_counter() - started
+        result["cpu_seconds"] = time.process_time() - cpu_started
     result["rss_growth_mb"] = rss.growth_mb
     result["peak_rss_mb"] = rss.peak_mb
 
