@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
+from dlt_kills import INSTANTS, KILLING, Packages, completed_loads, kill_environment, packages
 from warehouse import Warehouse, assert_equal_to_sandbox
 
 from leadrat_source.sandbox import Sandbox
@@ -37,38 +37,6 @@ HANDFUL = 8
 LATENCY_MS = 30
 
 
-#: run as `python -c KILL_AT_INSTANT <instant> <leadrat load args>`: a load that kills itself
-#: (SIGKILL, like the kernel's OOM killer) at one of dlt's commit instants, which a kill
-#: from outside hits only by chance
-KILL_AT_INSTANT = """
-import os, signal, sys
-from dlt.common.storages.load_storage import LoadStorage
-from dlt.extract.extract import Extract
-from dlt.pipeline.pipeline import Pipeline
-from leadrat_source.cli import main
-
-instant = sys.argv.pop(1)
-def die(*args, **kwargs):
-    os.kill(os.getpid(), signal.SIGKILL)
-def after(function, then):
-    def wrapped(*args, **kwargs):
-        result = function(*args, **kwargs)
-        then(*args, **kwargs)
-        return result
-    return wrapped
-if instant == "extract-committed":  # package committed; no schema, no state saved yet
-    Extract.commit_packages = after(Extract.commit_packages, die)
-elif instant == "schema-saved":  # package and schema saved; the state not yet
-    Extract.commit_packages = after(Extract.commit_packages,
-                                    lambda *a: setattr(Pipeline, "_save_state", die))
-elif instant == "normalize-committing":  # normalized package renamed; extracted not yet deleted
-    LoadStorage.commit_new_load_package = after(LoadStorage.commit_new_load_package, die)
-else:
-    raise SystemExit(f"unknown instant {instant}")
-sys.exit(main(sys.argv[1:]))
-"""
-
-
 def start_load(server: Sandbox, tmp_path: Path, instant: str | None = None
                ) -> subprocess.Popen[bytes]:
     env = {
@@ -79,9 +47,11 @@ def start_load(server: Sandbox, tmp_path: Path, instant: str | None = None
         "DESTINATION__DUCKDB__CREDENTIALS": str(tmp_path / "warehouse.duckdb"),
         "DLT_DATA_DIR": str(tmp_path / "dlt"),
     }
-    command = ["-c", KILL_AT_INSTANT, instant] if instant else ["-m", "leadrat_source.cli"]
+    if instant:
+        env.update(kill_environment(instant))
+    command = KILLING if instant else [sys.executable, "-m", "leadrat_source.cli"]
     return subprocess.Popen(
-        [sys.executable, *command, "load", "--pipeline-name", PIPELINE],
+        [*command, "load", "--pipeline-name", PIPELINE],
         env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
         stderr=(tmp_path / "stderr.log").open("ab"),
     )
@@ -90,46 +60,6 @@ def start_load(server: Sandbox, tmp_path: Path, instant: str | None = None
 def list_pages(server: Sandbox) -> int:
     """List pages the sandbox has been asked for so far (server-side count)."""
     return int(server.stats()["by_route"].get(LIST_ROUTE, 0))
-
-
-@dataclass(frozen=True)
-class Packages:
-    """The load packages in dlt's working folder of the pipeline, by the step they wait for."""
-
-    extracting: frozenset[str]  # being written by extract, not yet committed
-    extracted: frozenset[str]  # waiting for normalize
-    normalized: frozenset[str]  # waiting for (or in) load
-    with_loaded_jobs: frozenset[str]  # normalized packages with at least one job loaded
-    #: the pipeline has saved a schema: before that (a first run's extract step not yet
-    #: finished), dlt cannot normalize a committed package and the next run re-reads
-    schema_saved: bool
-
-    @property
-    def pending(self) -> frozenset[str]:
-        return self.extracted | self.normalized
-
-    @property
-    def all(self) -> frozenset[str]:
-        return self.extracting | self.pending
-
-
-def _folders(path: Path) -> frozenset[str]:
-    return frozenset(p.name for p in path.iterdir() if p.is_dir()) if path.is_dir() else frozenset()
-
-
-def packages(pipeline_dir: Path) -> Packages:
-    normalized = _folders(pipeline_dir / "load" / "normalized")
-    return Packages(
-        extracting=_folders(pipeline_dir / "normalize" / "new")
-        | _folders(pipeline_dir / "load" / "new"),
-        extracted=_folders(pipeline_dir / "normalize" / "extracted"),
-        normalized=normalized,
-        with_loaded_jobs=frozenset(
-            load_id for load_id in normalized
-            if any((pipeline_dir / "load" / "normalized" / load_id / "completed_jobs").glob("*.*"))
-        ),
-        schema_saved=any((pipeline_dir / "schemas").glob("*.json")),
-    )
 
 
 @dataclass(frozen=True)
@@ -198,13 +128,6 @@ def kill_at(server: Sandbox, tmp_path: Path, point: KillPoint) -> Kill:
                 "nothing was tested")
 
 
-def completed_loads(tmp_path: Path) -> set[str]:
-    """Load ids that the warehouse itself records as completed (status 0)."""
-    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as connection:
-        rows = connection.execute("select load_id from leadrat._dlt_loads where status = 0")
-        return {row[0] for row in rows.fetchall()}
-
-
 def resume(server: Sandbox, tmp_path: Path) -> int:
     """Run a load to the end; returns the list pages it asked for."""
     pages_before = list_pages(server)
@@ -245,14 +168,14 @@ def test_killed_run_is_completed_by_the_next_run(
         assert pages <= math.ceil((leads + changed) / 100) + HANDFUL, pages
     else:
         assert len(kill.left) == 1
-        assert kill.left <= completed_loads(tmp_path), (
+        assert kill.left <= completed_loads(tmp_path / "warehouse.duckdb"), (
             "the next run did not load the package the killed run left")
         # the package held the first read; the next run reads only what changed since
         assert pages <= math.ceil(changed / 100) + HANDFUL, f"{pages} pages: a re-read"
     assert_equal_to_sandbox(warehouse_of(make_warehouse, server, tmp_path))
 
 
-@pytest.mark.parametrize("instant", ["extract-committed", "schema-saved", "normalize-committing"])
+@pytest.mark.parametrize("instant", INSTANTS)
 def test_first_run_killed_at_a_commit_instant_is_completed_by_the_next_run(
     instant: str, make_sandbox: Callable[..., Sandbox], make_warehouse: Callable[..., Any],
     tmp_path: Path,
@@ -270,7 +193,7 @@ def test_first_run_killed_at_a_commit_instant_is_completed_by_the_next_run(
 
     changed = len({change.get("lead_id") for change in server.churn(200)})
     pages = resume(server, tmp_path)
-    assert left <= completed_loads(tmp_path), (
+    assert left <= completed_loads(tmp_path / "warehouse.duckdb"), (
         "the next run did not load the package the killed run left")
     assert pages <= math.ceil(changed / 100) + HANDFUL, f"{pages} pages: a re-read"
     assert_equal_to_sandbox(warehouse_of(make_warehouse, server, tmp_path))
@@ -296,6 +219,6 @@ def test_killed_again_and_again_at_every_step_still_ends_exact(
     assert left, "no kill left a package to finish"
     server.set_faults(latency_ms=0)
     resume(server, tmp_path)
-    assert left <= completed_loads(tmp_path), (
-        f"packages never loaded: {sorted(left - completed_loads(tmp_path))}")
+    loaded = completed_loads(tmp_path / "warehouse.duckdb")
+    assert left <= loaded, f"packages never loaded: {sorted(left - loaded)}"
     assert_equal_to_sandbox(warehouse_of(make_warehouse, server, tmp_path))
