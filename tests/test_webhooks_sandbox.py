@@ -1,10 +1,14 @@
 """The sandbox delivers real signed webhooks to a running receiver, beside `leadrat load` runs
-into the same dataset; the warehouse ends equal to the sandbox's own export."""
+into the same dataset; the warehouse ends equal to the sandbox's own export, also after the
+receiver was killed at one of dlt's commit instants of a flush and restarted."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import signal
+import socket
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -12,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from dlt_kills import INSTANTS, KILLING, completed_loads, kill_environment, packages
 from warehouse import Warehouse, assert_equal_to_sandbox
 from webhook_receiver import Receiver, lead_event, sign
 
@@ -19,6 +24,8 @@ from leadrat_source.sandbox import Sandbox
 from leadrat_source.timestamps import parse_timestamp
 
 SECRET = "whsec_sandbox_to_receiver"
+#: the receiver's own pipeline (`leadrat_webhooks_<profile>_<dataset>`)
+RECEIVER_PIPELINE = "leadrat_webhooks_duckdb_leadrat"
 
 
 @dataclass
@@ -105,8 +112,8 @@ def churn(server: Sandbox, changes: int) -> None:
         time.sleep(0.002)
 
 
-def wait_delivered(server: Sandbox, receiver: Receiver) -> int:
-    """Until every event the sandbox emitted is delivered and loaded; returns how many."""
+def all_delivered(server: Sandbox) -> int:
+    """Until the sandbox has delivered every event it emitted; returns how many."""
     deadline = time.monotonic() + 60
     previous = -1
     while True:
@@ -116,9 +123,15 @@ def wait_delivered(server: Sandbox, receiver: Receiver) -> int:
         previous = webhooks["delivered"]
         assert time.monotonic() < deadline, webhooks
         time.sleep(0.3)
-    metrics = receiver.wait_flushed()
-    assert metrics["leadrat_webhooks_received_total"] == previous
     return previous
+
+
+def wait_delivered(server: Sandbox, receiver: Receiver) -> int:
+    """Until every event the sandbox emitted is delivered and loaded; returns how many."""
+    delivered = all_delivered(server)
+    metrics = receiver.wait_flushed()
+    assert metrics["leadrat_webhooks_received_total"] == delivered
+    return delivered
 
 
 def test_churn_delivered_by_webhooks_beside_loads_ends_equal_to_the_sandbox(
@@ -166,3 +179,49 @@ def test_a_poll_snapshot_never_overwrites_a_newer_webhook_state_nor_the_reverse(
     stored_tags = {row["tag"] for row in warehouse.rows("lead_tags")
                    if row["lead_id"] == older_id}
     assert stored_tags == set(exported[older_id]["tags"])
+
+
+def free_port() -> int:
+    """A port nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.mark.parametrize("instant", INSTANTS)
+def test_receiver_killed_at_a_commit_instant_of_its_first_flush_is_completed_by_its_restart(
+        instant: str, make_sandbox: Callable[..., Sandbox], make_warehouse: Callable[..., Any],
+        tmp_path: Path) -> None:
+    """The receiver (server and flusher) SIGKILLed at one of dlt's commit instants of the
+    first flush of its pipeline, where the package is committed but the pipeline does not
+    know it yet, or is committed twice. Restarted on the same address (where the sandbox
+    retries what it did not see acknowledged), the receiver loads that very package, and
+    every event the sandbox delivered lands once."""
+    warehouse_file = tmp_path / "warehouse.duckdb"
+    target = ("duckdb", "leadrat", {"DESTINATION__DUCKDB__CREDENTIALS": str(warehouse_file)})
+    workdir, port = tmp_path / "receiver", free_port()
+    with Receiver(workdir, SECRET, {**target[2], **kill_environment(instant)},
+                  flush_seconds=1.0, port=port, leadrat=KILLING) as killed:
+        server, warehouse = start(make_sandbox, make_warehouse, killed, target)
+        warehouse.load()
+        churn(server, 60)
+        assert killed.process is not None
+        try:
+            code = killed.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"no flush reached {instant}; nothing was tested")
+        assert code == -signal.SIGKILL, killed.log.read_text()[-3000:]
+    left = packages(workdir / "dlt" / "pipelines" / RECEIVER_PIPELINE).pending
+    assert len(left) == 1, f"the kill left {sorted(left)}"
+
+    with Receiver(workdir, SECRET, target[2], port=port) as restarted:
+        delivered = all_delivered(server)
+        restarted.wait_flushed(timeout=30)
+    assert left <= completed_loads(warehouse_file), (
+        "the restarted receiver did not load the package the killed flush left")
+    ambiguous = same_millisecond_leads(server, warehouse)
+    assert len(ambiguous) <= 6, ambiguous
+    assert_equal_to_sandbox(warehouse.without(ambiguous))
+    event_rows = warehouse.rows("lead_events")
+    assert len(event_rows) == len({row["id"] for row in event_rows}) == delivered >= 60

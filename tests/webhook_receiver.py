@@ -74,11 +74,15 @@ def newest_states(bodies: list[bytes]) -> dict[str, tuple[str, float]]:
 
 
 class Receiver:
-    """`leadrat webhooks serve` in a child process (its own DLT_DATA_DIR and journal)."""
+    """`leadrat webhooks serve` in a child process (its own DLT_DATA_DIR and journal), on a
+    free port unless given one; `leadrat`: the command that runs `leadrat`."""
 
     def __init__(self, workdir: Path, secrets: str, env: dict[str, str] | None = None,
-                 args: list[str] | None = None, flush_seconds: float = 0.5):
+                 args: list[str] | None = None, flush_seconds: float = 0.5, port: int = 0,
+                 leadrat: list[str] = LEADRAT):
         self.workdir = workdir
+        self.port = port
+        self.leadrat = leadrat
         self.env = {**os.environ, "SOURCES__LEADRAT__WEBHOOK_SECRET": secrets,
                     "DLT_DATA_DIR": str(workdir / "dlt"),
                     "SOURCES__LEADRAT__WEBHOOK_FLUSH_SECONDS": str(flush_seconds),
@@ -92,7 +96,8 @@ class Receiver:
     def start(self) -> Self:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            [*LEADRAT, "webhooks", "serve", "--port", "0", *self.args], cwd=self.workdir,
+            [*self.leadrat, "webhooks", "serve", "--port", str(self.port), *self.args],
+            cwd=self.workdir,
             env=self.env, stdout=subprocess.PIPE, stderr=self.log.open("a"), text=True)
         assert self.process.stdout is not None
         line = self.process.stdout.readline().strip()
