@@ -43,6 +43,19 @@ def test_contract_fields_are_typed_and_timestamps_parsed() -> None:
     assert "tags" not in table.column_names and "custom_fields" not in table.column_names
 
 
+def test_fields_are_read_alike_whether_every_lead_has_them_or_one_lacks_one() -> None:
+    full = [lead(f"lead_{n}", phone=f"+91 98{n}", company=f"Co {n}", source="web", score=n,
+                 pipeline_id=None, stage_id=f"stage_{n}") for n in range(3)]
+    lacking = [*full[:2], {key: value for key, value in full[2].items() if key != "phone"}]
+    full_rows = LeadTableBuilder().leads_table(full).to_pylist()
+    lacking_rows = LeadTableBuilder().leads_table(lacking).to_pylist()
+    for rows in (full_rows, lacking_rows):
+        assert [(row["id"], row["company"], row["score"], row["stage_id"]) for row in rows] == [
+            (f"lead_{n}", f"Co {n}", float(n), f"stage_{n}") for n in range(3)]
+    assert [row["phone"] for row in full_rows] == ["+91 980", "+91 981", "+91 982"]
+    assert [row["phone"] for row in lacking_rows] == ["+91 980", "+91 981", None]
+
+
 def test_custom_fields_and_unknown_fields_become_columns() -> None:
     table = LeadTableBuilder().leads_table(
         [
