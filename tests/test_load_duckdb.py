@@ -12,6 +12,7 @@ import pytest
 from served import arrivals, served, served_during
 from warehouse import assert_equal_to_sandbox, expected_leads
 
+from leadrat_source.gc_pause import RUN_GEN0_THRESHOLD, fewer_collections
 from leadrat_source.timestamps import parse_timestamp
 
 HANDFUL = 8  # requests beyond the list pages: pipelines, three analytics, slice edges
@@ -410,3 +411,15 @@ def test_a_load_collects_garbage_rarely_and_gives_the_collector_back(
     assert_equal_to_sandbox(warehouse)
     assert (gc.get_threshold(), gc.get_freeze_count()) == before
     assert len(young_passes) <= YOUNG_PASSES_PER_5K_LOAD, len(young_passes)
+
+
+def test_overlapping_loads_give_the_collector_back_when_the_last_one_ends() -> None:
+    """Two loads in threads whose runs overlap without nesting (first ends first)."""
+    before = gc.get_threshold(), gc.get_freeze_count()
+    first, second = fewer_collections(), fewer_collections()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert gc.get_threshold()[0] >= RUN_GEN0_THRESHOLD, "the second run is still going"
+    second.__exit__(None, None, None)
+    assert (gc.get_threshold(), gc.get_freeze_count()) == before
