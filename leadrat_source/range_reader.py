@@ -52,7 +52,8 @@ class RangeReader:
         if not first.items or is_last_page(first, 1, self.per_page):
             return
         last_seen = keyset(first.items[-1])
-        if slices := self.slicing.split(last_seen, part.end, first.total, max_leads, pages_each):
+        if slices := self.slicing.split(last_seen, part.end, first.total, max_leads, pages_each,
+                                        count_leads=self._count):
             yield slices
         elif first.next_cursor is not None:
             for page in follow_cursor(
@@ -64,6 +65,13 @@ class RangeReader:
             yield from read_anchored_pages(
                 lambda start, number: self._fetch(start, part.end, page=number),
                 self.per_page, after=last_seen)
+
+    def _count(self, since: dt.datetime, until: dt.datetime) -> int | None:
+        """How many leads were updated in `[since, until)`: one page of one lead."""
+        return self.leads.list_page(
+            per_page=1, sort="updated_at", updated_since=since, updated_before=until,
+            include_deleted=self.include_deleted,
+        ).total
 
     def _fetch(self, since: dt.datetime, until: dt.datetime, *, page: int | None = None,
                cursor: str | None = None) -> Page:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import itertools
 import json
+import math
 from typing import Any
 
 import pyarrow as pa
@@ -14,7 +16,7 @@ from dlt.common.normalizers.naming.snake_case import NamingConvention
 from leadrat_source.custom_fields import CustomFieldLayout, CustomFieldsConfig
 from leadrat_source.errors import ConfigurationError
 from leadrat_source.lead_tables import NO_TAGS_MARKER, LeadTableBuilder, lead_tags_table
-from leadrat_source.scan_slices import Slicing, split_window
+from leadrat_source.scan_slices import CUT_PROBES, Slicing, cut_at_max_leads, split_window
 
 
 def lead(lead_id: str, **fields: object) -> dict[str, object]:
@@ -116,6 +118,26 @@ def test_split_window_covers_the_window_without_overlap() -> None:
     assert slices[0][0] == start and slices[-1][1] == end
     assert all(a[1] == b[0] for a, b in itertools.pairwise(slices))
     assert all(a < b for a, b in slices) and len(slices) == 7
+
+
+def test_a_cut_is_counted_into_place_where_leads_crowd_into_recent_months() -> None:
+    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    # 10,000 leads whose density grows with time, as a CRM's updates do
+    times = [start + dt.timedelta(days=365 * math.sqrt(n / 10_000)) for n in range(10_000)]
+    end = times[-1] + dt.timedelta(seconds=1)
+    counted: list[tuple[dt.datetime, dt.datetime]] = []
+
+    def count(since: dt.datetime, until: dt.datetime) -> int:
+        counted.append((since, until))
+        return bisect.bisect_left(times, until) - bisect.bisect_left(times, since)
+
+    even = cut_at_max_leads(start, end, len(times), 1_000)
+    cut = cut_at_max_leads(start, end, len(times), 1_000, count)
+    assert even is not None and cut is not None
+    assert bisect.bisect_left(times, even) < 400, "an even spread in time was assumed"
+    assert 950 <= bisect.bisect_left(times, cut) <= 1_050
+    assert len(counted) <= CUT_PROBES
+    assert cut_at_max_leads(start, end, 900, 1_000, count) is None, "fewer leads: no cut"
 
 
 def test_a_slice_much_fuller_than_it_was_cut_to_be_is_cut_again() -> None:
