@@ -21,6 +21,17 @@ on every receiver).
 `lead_tags` rows are judged against the lead's row in `leads`, so a lead's tags always
 belong to the state `leads` holds.
 
+With `delete_mode = "hard"` a deleted lead has no row left to be newer than the staged
+one, so an older state of it (a late event, or a poll snapshot read before the deletion
+that the receiver already applied) would come back. Both writers then also record each
+deletion in `lead_tombstones` (`lead_id`, `deleted_at`, `updated_at`), and a staged row
+is refused when its lead has a tombstone not older than it (`updated_at` at least the
+row's: a deleted lead never changes again, so a state of the deletion's millisecond is
+older). The deletion itself passes (a `leads` row with `deleted_at` set, a `lead_tags`
+no-tags marker): it only deletes, and its tombstone may already be stored. A tombstone
+is merged on `lead_id` and kept for good: one small row per deleted lead, since an event
+may arrive days late (LeadRat retries for 3 days, a journal may hold it longer).
+
 The stored table is read through a derived table with renamed columns, so the staged
 row's columns, written bare, can only resolve to the staged row (dlt aliases the staging
 table differently in its DELETE and INSERT statements).
@@ -32,8 +43,12 @@ from typing import Final
 
 from dlt.common.schema.typing import TWriteDispositionConfig
 
+from leadrat_source.lead_tables import NO_TAGS_MARKER
+
 #: The event that wrote a `leads` / `lead_tags` row; NULL when the scheduled load wrote it.
 EVENT_ID_COLUMN: Final = "_leadrat_event_id"
+#: One row per lead deleted with `delete_mode = "hard"`: what keeps it deleted.
+TOMBSTONES_TABLE: Final = "lead_tombstones"
 
 
 def _newer_stored_lead(dataset: str, lead_id_column: str, from_events: bool) -> str:
@@ -51,19 +66,35 @@ def _newer_stored_lead(dataset: str, lead_id_column: str, from_events: bool) -> 
     )
 
 
-def leads_disposition(dataset: str, *, from_events: bool) -> TWriteDispositionConfig:
-    """`leads` merged on `id`, skipping staged rows older than the stored row."""
-    return {
-        "disposition": "merge",
-        "strategy": "delete-insert",
-        "source_filter": _newer_stored_lead(dataset, "id", from_events),
-    }
+def _not_deleted_since(dataset: str, lead_id_column: str, deletion: str) -> str:
+    """The staged row is a deletion (`deletion`), or its lead has no tombstone as new."""
+    return (
+        f"({deletion} OR NOT EXISTS (SELECT 1 FROM (SELECT lead_id AS tombstone_lead_id,"
+        f" updated_at AS tombstone_updated_at FROM {dataset}.{TOMBSTONES_TABLE}) AS tombstone"
+        f" WHERE tombstone.tombstone_lead_id = {lead_id_column}"
+        f" AND tombstone.tombstone_updated_at >= updated_at))"
+    )
 
 
-def lead_tags_disposition(dataset: str, *, from_events: bool) -> TWriteDispositionConfig:
-    """`lead_tags` merged by `lead_id`, skipping tags of a state older than the stored lead."""
-    return {
-        "disposition": "merge",
-        "strategy": "delete-insert",
-        "source_filter": _newer_stored_lead(dataset, "lead_id", from_events),
-    }
+def _merge(condition: str) -> TWriteDispositionConfig:
+    return {"disposition": "merge", "strategy": "delete-insert", "source_filter": condition}
+
+
+def leads_disposition(dataset: str, *, from_events: bool,
+                      hard_deletes: bool = False) -> TWriteDispositionConfig:
+    """`leads` merged on `id`, skipping staged rows older than the stored row (and, with
+    hard deletes, live rows of a lead deleted since)."""
+    condition = _newer_stored_lead(dataset, "id", from_events)
+    if hard_deletes:
+        condition += " AND " + _not_deleted_since(dataset, "id", "deleted_at IS NOT NULL")
+    return _merge(condition)
+
+
+def lead_tags_disposition(dataset: str, *, from_events: bool,
+                          hard_deletes: bool = False) -> TWriteDispositionConfig:
+    """`lead_tags` merged by `lead_id`, skipping tags of a state older than the stored lead
+    (and, with hard deletes, tags of a lead deleted since)."""
+    condition = _newer_stored_lead(dataset, "lead_id", from_events)
+    if hard_deletes:
+        condition += " AND " + _not_deleted_since(dataset, "lead_id", NO_TAGS_MARKER)
+    return _merge(condition)

@@ -1,4 +1,5 @@
-"""Turn pages of lead objects into Arrow tables for the `leads` and `lead_tags` tables.
+"""Turn pages of lead objects into Arrow tables for the `leads`, `lead_tags` and
+`lead_tombstones` tables.
 
 Yielding Arrow tables lets dlt skip row-by-row normalization (the slow part of a generic
 REST source). The price is that flattening and typing happen here:
@@ -51,6 +52,11 @@ LEAD_FIELD_TYPES: dict[str, pa.DataType] = {
 #: Marks the one `lead_tags` row sent for a lead without tags; dlt's hard-delete hint
 #: makes the merge delete that lead's old tags and insert nothing for it.
 NO_TAGS_MARKER = "_no_tags"
+#: Marks the one `lead_tombstones` row sent with every batch of leads, deleted ones or
+#: not: it makes dlt create the table the merge conditions read (an empty table cannot
+#: do it: dlt's ADBC load into PostgreSQL fails on an empty Parquet file), and dlt's
+#: hard-delete hint keeps it out of the table (its `lead_id` is "", which no lead has).
+PLACEHOLDER_MARKER = "_placeholder"
 
 #: dlt data types of the columns this module may create, to seed the type registry from
 #: an existing pipeline schema.
@@ -75,6 +81,19 @@ LEAD_TAGS_SCHEMA = pa.schema(
         # the lead's updated_at: when these tags were current; also lets the rows travel
         # through the leads resource's incremental step with the leads
         pa.field("updated_at", TIMESTAMP),
+    ]
+)
+
+#: One row per deleted lead (delete_mode = hard): the deletion, which `lead_order` refuses
+#: to let an older state undo.
+LEAD_TOMBSTONES_SCHEMA = pa.schema(
+    [
+        pa.field("lead_id", pa.string(), nullable=False),
+        pa.field("deleted_at", TIMESTAMP),
+        # the lead's updated_at at its deletion (the contract moves it to deleted_at); also
+        # lets the rows travel through the leads resource's incremental step
+        pa.field("updated_at", TIMESTAMP),
+        pa.field(PLACEHOLDER_MARKER, pa.bool_(), nullable=False),
     ]
 )
 
@@ -395,4 +414,23 @@ def lead_tags_table(leads: Iterable[Mapping[str, Any]]) -> pa.Table:
             .take(owner),
         ],
         schema=LEAD_TAGS_SCHEMA,
+    )
+
+
+def lead_tombstones_table(leads: Sequence[Mapping[str, Any]]) -> pa.Table:
+    """A row `(lead_id, deleted_at, updated_at)` for each deleted lead among `leads`, and
+    the placeholder row (`PLACEHOLDER_MARKER`; the first lead's `updated_at`, which is
+    inside the window the leads were read from)."""
+    deleted = [lead for lead in leads if lead.get("deleted_at")]
+    placeholder = {"id": "", "deleted_at": None,
+                   "updated_at": leads[0]["updated_at"] if leads else None}
+    rows = [*deleted, placeholder]
+    return pa.Table.from_arrays(
+        [
+            pa.array([lead["id"] for lead in rows], pa.string()),
+            pa.array([lead["deleted_at"] for lead in rows], pa.string()).cast(TIMESTAMP),
+            pa.array([lead["updated_at"] for lead in rows], pa.string()).cast(TIMESTAMP),
+            pa.array([lead is placeholder for lead in rows], pa.bool_()),
+        ],
+        schema=LEAD_TOMBSTONES_SCHEMA,
     )

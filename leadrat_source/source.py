@@ -10,6 +10,9 @@ Tables (dataset `leadrat` by default) and how each is kept equal to LeadRat:
   analysts can follow status and stage changes.
 - `lead_tags`: `(lead_id, tag)` merged with `lead_id` as merge key: each lead read
   replaces its tag rows, a lead without tags leaves none.
+- `lead_tombstones` (`delete_mode="hard"`, history off): one row per deleted lead, so that
+  no older state of it, from a late webhook event or a snapshot read before the deletion,
+  comes back (lead_order.py).
 - `pipelines`, `pipeline_stages`: small, read in full and replaced every run.
 - `analytics_summary`, `analytics_sources`, `analytics_funnel`: one snapshot per
   `snapshot_date`; a re-run of the same day replaces that day's snapshot.
@@ -46,8 +49,10 @@ from leadrat_source.lead_history import HISTORY_DISPOSITION, with_row_versions
 from leadrat_source.lead_scan import LeadScanner, ScanSettings
 from leadrat_source.lead_tables import (
     NO_TAGS_MARKER,
+    PLACEHOLDER_MARKER,
     LeadTableBuilder,
     lead_tags_table,
+    lead_tombstones_table,
 )
 from leadrat_source.run_report import SOURCE_NAME, RunNotes, UnreadPart
 from leadrat_source.scan_ranges import ScanProgress, ScanRange
@@ -198,9 +203,8 @@ def leads_resource(
         for batch in _batches(pages, leads_per_batch):
             table = builder.leads_table(batch)
             yield hints.versioned(table, batch)
-            if delete_mode == "hard":
-                batch = [{**lead, "tags": []} if lead.get("deleted_at") else lead for lead in batch]
-            yield _lead_tags_item(batch, notes, tags_disposition)
+            yield _lead_tags_item(hints.tag_states(batch), notes, tags_disposition)
+            yield from hints.tombstones(batch)
         builder.layout.finish(dlt.current.source_schema())
         if incremental:
             _keep_position(scanner, updated_at.get_state(), resource_state)
@@ -279,6 +283,8 @@ class LeadsHints:
     keys: dict[str, Any]
     columns: dict[str, TColumnSchema]
     history: bool
+    #: delete_mode = hard: a deleted lead's row and tags are removed, a tombstone kept
+    hard_deletes: bool = False
 
     @classmethod
     def of(cls, delete_mode: DeleteMode | str, history: bool) -> LeadsHints:
@@ -291,7 +297,7 @@ class LeadsHints:
         columns: dict[str, TColumnSchema] = {"updated_at": {"dedup_sort": "desc"}}
         if delete_mode == "hard":
             columns["deleted_at"] = {"hard_delete": True}
-        return cls(disposition, keys, columns, history)
+        return cls(disposition, keys, columns, history, hard_deletes=delete_mode == "hard")
 
     def versioned(self, table: pa.Table, leads: Sequence[Mapping[str, Any]]) -> pa.Table:
         """The `leads` rows of `leads` as this disposition needs them: in history mode with
@@ -305,11 +311,37 @@ class LeadsHints:
         version, so it stays as it is."""
         if self.history:
             return {"disposition": "merge", "strategy": "delete-insert"}
-        dataset = pipeline.dataset_name
-        resource.apply_hints(
-            write_disposition=lead_order.leads_disposition(dataset, from_events=from_events)
-        )
-        return lead_order.lead_tags_disposition(dataset, from_events=from_events)
+        dataset, hard_deletes = pipeline.dataset_name, self.hard_deletes
+        resource.apply_hints(write_disposition=lead_order.leads_disposition(
+            dataset, from_events=from_events, hard_deletes=hard_deletes))
+        return lead_order.lead_tags_disposition(
+            dataset, from_events=from_events, hard_deletes=hard_deletes)
+
+    def tag_states(self, leads: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The leads as `lead_tags` gets them: with hard deletes a deleted lead has no tags
+        (its no-tags marker removes the stored ones with its row)."""
+        if not self.hard_deletes:
+            return leads
+        return [{**lead, "tags": []} if lead.get("deleted_at") else lead for lead in leads]
+
+    def tombstones(self, leads: Sequence[Mapping[str, Any]]) -> Iterator[DataItemWithMeta]:
+        """With hard deletes, the `lead_tombstones` rows of the deleted leads among `leads`,
+        with the placeholder row that makes sure the table the merge conditions read exists
+        (a history table has no such conditions, so no tombstones either)."""
+        if self.hard_deletes and not self.history:
+            yield dlt.mark.with_hints(
+                lead_tombstones_table(leads),
+                dlt.mark.make_hints(
+                    table_name=lead_order.TOMBSTONES_TABLE,
+                    write_disposition={"disposition": "merge", "strategy": "delete-insert"},
+                    primary_key="lead_id",
+                    # the placeholder row is not stored; a tombstone is, although its
+                    # deleted_at is set (`leads` gives that column the hard-delete hint)
+                    columns={PLACEHOLDER_MARKER: {"hard_delete": True},
+                             "deleted_at": {"hard_delete": False}},
+                ),
+                create_table_variant=True,
+            )
 
 
 def lead_tags_item(table: pa.Table, disposition: TWriteDispositionConfig) -> DataItemWithMeta:

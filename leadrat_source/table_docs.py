@@ -77,6 +77,19 @@ TABLES: dict[str, TableDoc] = {
         },
         references=((("lead_id",), "leads", ("id",)),),
     ),
+    "lead_tombstones": TableDoc(
+        "Only with delete_mode = hard (and history off): one row per lead deleted in "
+        "LeadRat, whose row and tags the loads removed. Keeps the lead deleted: no load or "
+        "webhook event writes a state of the lead that is not newer than its deletion. "
+        "Merged on lead_id, kept for good.",
+        {
+            "lead_id": "the deleted lead's LeadRat id (no longer in leads)",
+            "deleted_at": "when the lead was deleted in LeadRat (UTC)",
+            "updated_at": "the lead's updated_at at its deletion (UTC; equal to deleted_at)",
+            "_placeholder": "always false in the table: each load sends one row with true, "
+                            "which only makes sure the table exists, and is not kept",
+        },
+    ),
     "pipelines": TableDoc(
         "One row per sales pipeline; replaced in full by every load, so removed pipelines "
         "disappear.",
@@ -149,7 +162,7 @@ DLT_COLUMNS = {
 
 #: The tables written by each resource of the source.
 RESOURCE_TABLES = {
-    "leads": ("leads", "lead_tags"),
+    "leads": ("leads", "lead_tags", "lead_tombstones"),
     "pipelines": ("pipelines", "pipeline_stages"),
     "analytics": ("analytics_summary", "analytics_sources", "analytics_funnel"),
 }
@@ -161,7 +174,7 @@ TRAPS = {
     "Soft-deleted leads": "A lead deleted in LeadRat stays in `leads` with `deleted_at` set "
                           "(the default `delete_mode = soft`); filter `deleted_at is null` for "
                           "live leads. With `delete_mode = hard` the row and its tags are "
-                          "removed instead.",
+                          "removed instead, and `lead_tombstones` keeps the deletion.",
     "The `_no_tags` marker": "`lead_tags._no_tags` is false in every stored row. Loads send "
                              "a row with `_no_tags = true` for a lead read without tags; it "
                              "deletes that lead's old tags and is not kept. The load summary "

@@ -104,8 +104,9 @@ def _column_row(column: TColumnSchema) -> str:
 
 def loaded_schema(workdir: Path) -> Schema:
     """The schema of a load of a small sandbox into a DuckDB file in `workdir`: the source
-    run with plain dlt, as the built-in `duckdb` profile loads it (parquet), into a file
-    named here rather than configured, so no configured warehouse is ever touched."""
+    run with plain dlt, as the built-in `duckdb` profile loads it (parquet), with hard
+    deletes, into a file named here rather than configured, so no configured warehouse is
+    ever touched."""
     from leadrat_source.client import LeadRatClient
     from leadrat_source.sandbox import Sandbox, SandboxConfig
     from leadrat_source.source import leadrat_source
@@ -117,7 +118,10 @@ def loaded_schema(workdir: Path) -> Schema:
     )
     with Sandbox(SandboxConfig(leads=600, seed=7, plan="pro", rate_limit=0)) as server, \
             LeadRatClient(server.base_url, api_key=server.read_key) as client:
-        pipeline.run(leadrat_source(client=client), loader_file_format="parquet")
+        # hard deletes: the one mode that writes every documented table (`lead_tombstones`
+        # too); the other tables have the same columns in both modes
+        pipeline.run(leadrat_source(client=client, delete_mode="hard"),
+                     loader_file_format="parquet")
     return pipeline.default_schema
 
 

@@ -225,3 +225,47 @@ def test_receiver_killed_at_a_commit_instant_of_its_first_flush_is_completed_by_
     assert_equal_to_sandbox(warehouse.without(ambiguous))
     event_rows = warehouse.rows("lead_events")
     assert len(event_rows) == len({row["id"] for row in event_rows}) == delivered >= 60
+
+
+def landed_body(warehouse: SqlWarehouse, lead_id: str, updated_at: str) -> bytes:
+    """The exact body the sandbox delivered for `lead_id`'s change at `updated_at`, as the
+    receiver stored it in `lead_events` (read only to send the same event again)."""
+    bodies = [row["payload"].encode() for row in warehouse.rows("lead_events")
+              if row["lead_id"] == lead_id]
+    return next(body for body in bodies if json.loads(body)["data"]["lead"]["updated_at"]
+                == updated_at)
+
+
+def test_a_late_event_never_brings_back_a_hard_deleted_lead(
+        make_sandbox: Callable[..., Sandbox], make_warehouse: Callable[..., Any],
+        make_client: Callable[..., Any], target: tuple[str, str, dict[str, str]],
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """delete_mode = hard: a lead's update is delivered and landed, then the lead is deleted
+    and a poll removes its row; a late delivery of the older update (here to a second
+    receiver behind the same load balancer, with a journal of its own, so it is new there)
+    must not put the lead back, neither before nor after the next poll."""
+    monkeypatch.setenv("SOURCES__LEADRAT__DELETE_MODE", "hard")
+    destination, dataset, env = target
+    hard = {**env, "SOURCES__LEADRAT__DELETE_MODE": "hard"}
+    args = ["--destination", destination, "--dataset", dataset]
+    with Receiver(tmp_path / "first", SECRET, hard, args=args) as first, \
+            Receiver(tmp_path / "second", SECRET, hard, args=args) as second:
+        server, warehouse = start(make_sandbox, make_warehouse, first, target, leads=50)
+        warehouse.load()
+        client = make_client(server)
+        lead_id = next(lead["id"] for lead in server.export_leads() if not lead["deleted_at"])
+        updated = client.leads.update(lead_id, score=42, company="Late Retry Ltd")
+        wait_delivered(server, first)
+        assert {row["id"]: row["score"] for row in warehouse.rows("leads")}[lead_id] == 42
+        client.leads.delete(lead_id)
+        wait_delivered(server, first)
+        warehouse.load()  # the poll reads the deletion and removes the row too
+        assert_equal_to_sandbox(warehouse, delete_mode="hard")
+
+        body = landed_body(warehouse, lead_id, updated["updated_at"])
+        answer = second.deliver(body, sign(SECRET, body))
+        assert answer.status_code == 200 and not answer.json().get("duplicate"), answer.text
+        assert second.wait_flushed()["leadrat_webhooks_flushed_total"] == 1
+        assert_equal_to_sandbox(warehouse, delete_mode="hard")
+        warehouse.load()  # the next poll does not read the lead again (it is older)
+        assert_equal_to_sandbox(warehouse, delete_mode="hard")

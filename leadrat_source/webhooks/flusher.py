@@ -221,8 +221,7 @@ class Flusher:
             pipeline.normalize()
             run_when_free(pipeline, pipeline.load).raise_on_failed_jobs()
             return
-        resources = batch_resources(entries, self._hints, self._settings.delete_mode,
-                                    self._settings.custom_fields)
+        resources = batch_resources(entries, self._hints, self._settings.custom_fields)
         run_when_free(pipeline, lambda: pipeline.run(
             resources, loader_file_format=self._profile.loader_file_format,  # type: ignore[arg-type]
         ), wait_seconds=LOCK_WAIT_SECONDS).raise_on_failed_jobs()

@@ -1,4 +1,5 @@
-"""Journaled events → the dlt resources of one micro-batch: `lead_events`, `leads`, `lead_tags`.
+"""Journaled events → the dlt resources of one micro-batch: `lead_events`, `leads`, `lead_tags`
+(and `lead_tombstones` with delete_mode = hard).
 
 `leads` and `lead_tags` have the shapes and hints the scheduled load gives them (the same
 Arrow builder, `LeadsHints`), plus `_leadrat_event_id`, which orders two events of the same
@@ -62,8 +63,7 @@ def _with_event_ids(table: pa.Table, lead_ids: pa.Array, event_of: Mapping[str, 
 
 
 def batch_resources(
-    entries: Sequence[JournalEntry], hints: LeadsHints, delete_mode: str,
-    custom_fields: CustomFieldsConfig,
+    entries: Sequence[JournalEntry], hints: LeadsHints, custom_fields: CustomFieldsConfig,
 ) -> list[DltResource]:
     """The batch's resources. `leads` is built as the scheduled load builds it, from the
     pipeline's schema (stable column types, the same custom field columns and budget)."""
@@ -71,9 +71,7 @@ def batch_resources(
     latest = newest_per_lead(events)
     leads = [event.lead for event in latest]
     event_of = {event.lead_id: event.id for event in latest}
-    if delete_mode == "hard":  # a deleted lead's row goes, so do its tags
-        leads = [{**lead, "tags": []} if lead.get("deleted_at") else lead for lead in leads]
-    tags_table = lead_tags_table(leads)
+    tags_table = lead_tags_table(hints.tag_states(leads))
     tags_table = _with_event_ids(tags_table, tags_table["lead_id"], event_of)
 
     @dlt.resource(name="leads", write_disposition=hints.disposition, columns=hints.columns,
@@ -84,11 +82,11 @@ def batch_resources(
         schema = dlt.current.source_schema()
         known = schema.tables.get(LEADS_TABLE, {}).get("columns", {})
         builder = LeadTableBuilder(known, current_layout(custom_fields, known))
-        latest_leads = [event.lead for event in latest]
-        leads_table = hints.versioned(builder.leads_table(latest_leads), latest_leads)
+        leads_table = hints.versioned(builder.leads_table(leads), leads)
         yield _with_event_ids(leads_table, leads_table["id"], event_of)
         builder.layout.finish(schema)
         yield lead_tags_item(tags_table, tags_disposition)
+        yield from hints.tombstones(leads)
 
     lead_events = dlt.resource(
         lead_events_table(entries, events),
