@@ -251,6 +251,19 @@ def load_churn_load(warehouse: Any) -> None:
     assert deleted and all(row["deleted_at"] is not None for row in rows if row["id"] in deleted)
 
 
+def load_churn_load_hard(warehouse: Any) -> None:
+    """load_churn_load with delete_mode = hard (set by the caller): the deleted leads and
+    their tags are gone, `lead_tombstones` holds each deletion, and the merge conditions
+    that read it run in this warehouse's SQL."""
+    from warehouse import assert_equal_to_sandbox, assert_tombstones_of_deleted_leads
+
+    warehouse.load()
+    warehouse.server.churn(60)
+    warehouse.load()
+    assert_equal_to_sandbox(warehouse, delete_mode="hard")
+    assert_tombstones_of_deleted_leads(warehouse)
+
+
 def check_history(warehouse: Any, make_client: Callable[..., Any], loads: int = 3) -> None:
     """With history on (SCD2), loads with churn and new custom keys between, every lead
     re-read by the lookback: one version per change, contiguous validity."""

@@ -8,7 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from emulators import bqemulator, check_history, load_churn_load, missing, profiles_file
+from emulators import (
+    bqemulator,
+    check_history,
+    load_churn_load,
+    load_churn_load_hard,
+    missing,
+    profiles_file,
+)
 from history import history_rereading_everything
 
 # dlt falls back to the REST API, which is all the emulator serves
@@ -52,6 +59,14 @@ def test_load_churn_load_equals_sandbox(
     make_sandbox: Callable[..., Any], bigquery_warehouse: Callable[..., Any]
 ) -> None:
     load_churn_load(bigquery_warehouse(make_sandbox(leads=300, seed=29, rate_limit=0)))
+
+
+def test_hard_deletes_keep_tombstones_and_their_merge_conditions_run(
+    make_sandbox: Callable[..., Any], bigquery_warehouse: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SOURCES__LEADRAT__DELETE_MODE", "hard")
+    load_churn_load_hard(bigquery_warehouse(make_sandbox(leads=200, seed=29, rate_limit=0)))
 
 
 def test_history_mode_keeps_one_version_per_change(

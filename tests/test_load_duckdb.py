@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from served import arrivals, served, served_during
-from warehouse import assert_equal_to_sandbox, expected_leads
+from warehouse import assert_equal_to_sandbox, assert_tombstones_of_deleted_leads, expected_leads
 
 from leadrat_source.gc_pause import RUN_GEN0_THRESHOLD, fewer_collections
 from leadrat_source.timestamps import parse_timestamp
@@ -64,6 +64,7 @@ def test_hard_delete_mode_removes_deleted_leads_and_their_tags(
     warehouse.load()
     assert_equal_to_sandbox(warehouse, delete_mode="hard")
     assert len(expected_leads(server, "hard")) < len(server.export_leads())
+    assert_tombstones_of_deleted_leads(warehouse)
 
 
 def test_page_only_deployment_with_drift_loses_nothing(

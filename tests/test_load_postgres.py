@@ -13,7 +13,7 @@ from history import (
     history_rereading_everything,
     load_with_churn,
 )
-from warehouse import assert_equal_to_sandbox
+from warehouse import assert_equal_to_sandbox, assert_tombstones_of_deleted_leads
 
 pytestmark = pytest.mark.postgres
 
@@ -67,6 +67,7 @@ def test_hard_deletes_in_postgres(
     stored = {row["id"] for row in warehouse.rows("leads")}
     tagged = {row["lead_id"] for row in warehouse.rows("lead_tags")}
     assert not deleted & (stored | tagged), "a deleted lead or its tags is still stored"
+    assert_tombstones_of_deleted_leads(warehouse)
 
 
 def test_history_mode_in_postgres_keeps_one_version_per_change(

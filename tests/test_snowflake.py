@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from emulators import check_history, load_churn_load, missing, profiles_file
+from emulators import check_history, load_churn_load, load_churn_load_hard, missing, profiles_file
 from history import history_rereading_everything
 
 
@@ -44,6 +44,14 @@ def test_load_churn_load_equals_sandbox(
     make_sandbox: Callable[..., Any], snowflake_warehouse: Callable[..., Any]
 ) -> None:
     load_churn_load(snowflake_warehouse(make_sandbox(leads=300, seed=37, rate_limit=0)))
+
+
+def test_hard_deletes_keep_tombstones_and_their_merge_conditions_run(
+    make_sandbox: Callable[..., Any], snowflake_warehouse: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SOURCES__LEADRAT__DELETE_MODE", "hard")
+    load_churn_load_hard(snowflake_warehouse(make_sandbox(leads=200, seed=29, rate_limit=0)))
 
 
 def test_history_mode_keeps_one_version_per_change(

@@ -257,3 +257,16 @@ def assert_equal_to_sandbox(
     if changed_since is not None:
         tag_rows = [(lead_id, tag) for lead_id, tag in tag_rows if lead_id in expected]
     assert set(tag_rows) == expected_tags
+
+
+def assert_tombstones_of_deleted_leads(warehouse: Warehouse) -> None:
+    """With delete_mode = hard, `lead_tombstones` holds exactly the leads LeadRat deleted
+    (the sandbox's export still lists them), each with its deletion's time."""
+    expected = {lead["id"]: parse_timestamp(lead["deleted_at"])
+                for lead in warehouse.server.export_leads() if lead.get("deleted_at")}
+    rows = warehouse.rows("lead_tombstones")
+    stored = {row["lead_id"]: row["deleted_at"] for row in rows}
+    assert len(rows) == len(stored), "a lead has two tombstones"
+    stored = {lead_id: at if at.tzinfo else at.replace(tzinfo=dt.UTC)
+              for lead_id, at in stored.items()}
+    assert stored == expected
