@@ -203,6 +203,18 @@ def test_malformed_or_unknown_events_are_400_and_not_stored(receiver: Receiver) 
     assert stored_events(receiver, lead) == []
 
 
+def test_other_methods_and_paths_are_not_deliveries(receiver: Receiver) -> None:
+    """Only `POST /webhooks/leadrat` takes the deliveries' short path; the rest is
+    Starlette's routing."""
+    body = lead_event(a_lead(lead_id(), "2026-03-01T00:00:00Z"))
+    headers = {"LeadRat-Signature": sign(OLD, body)}
+    assert receiver.http.put(receiver.url, content=body, headers=headers).status_code == 405
+    assert receiver.http.get(receiver.url).status_code == 405
+    assert receiver.http.post(receiver.url + "x", content=body,
+                              headers=headers).status_code == 404
+    assert receiver.http.get(f"{receiver.base}/healthz").status_code == 200
+
+
 def test_oversized_body_is_413_without_reading_it_whole(receiver: Receiver) -> None:
     lead = lead_id()
     body = lead_event(a_lead(lead, "2026-03-01T00:00:00Z",

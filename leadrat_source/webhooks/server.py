@@ -73,7 +73,10 @@ def serve(options: ServeOptions) -> int:
     # the URL on stdout, for scripts and tests that start the receiver on port 0
     print(f"LEADRAT_WEBHOOK_URL=http://{host}:{port}{WEBHOOK_PATH}", flush=True)
     server = uvicorn.Server(uvicorn.Config(
+        # proxy_headers off: nothing reads the client's address, and uvicorn's middleware
+        # for X-Forwarded-For would otherwise run on every delivery
         app, log_config=None, access_log=False, lifespan="off", backlog=2048,
+        proxy_headers=False,
         timeout_graceful_shutdown=10, **_fast_stack()))
     for signum in (signal.SIGINT, signal.SIGTERM):
         # uvicorn handles the first signal, then raises it again once it stopped serving;
