@@ -34,6 +34,7 @@ from multiprocessing.synchronize import Event
 from pathlib import Path
 
 from leadrat_source.destinations import DestinationProfile
+from leadrat_source.gc_pause import fewer_collections
 from leadrat_source.source import LeadsHints
 from leadrat_source.warehouse_lock import run_when_free
 from leadrat_source.warehouse_pipeline import profile_pipeline, repair_killed_commits
@@ -135,8 +136,11 @@ def _flusher_main(spec: FlusherSpec, counters: FlushCounters, stop: Event,
     journal = Journal(spec.journal_path, spec.settings.dedup_days)
     try:
         flusher = Flusher(journal, spec, counters, stop, server_pid)
-        flusher.finish_interrupted()
-        sys.exit(0 if flusher.run() else 1)
+        # every batch is a dlt run: the same collector settings as `leadrat load`'s
+        with fewer_collections():
+            flusher.finish_interrupted()
+            flushed = flusher.run()
+        sys.exit(0 if flushed else 1)
     finally:
         journal.close()
 
