@@ -127,6 +127,13 @@ BREAKAGES = (
         ("tests/test_load_duckdb.py::test_a_huge_first_load_runs_as_several_bounded_loads",),
     ),
     Breakage(
+        "lead-tags-keep-an-earlier-primary-key",
+        "leadrat_source/source.py",
+        "        column.pop(\"primary_key\", None)\n",
+        "        pass\n",
+        ("tests/test_load_duckdb.py::test_lead_tags_is_merged_by_lead_id_alone_also_where_an_earlier_version_kept_a_key",),
+    ),
+    Breakage(
         "catch-up-loads-a-second-version",
         "leadrat_source/lead_scan.py",
         'if lead["id"] in self._delivered:',
