@@ -64,8 +64,8 @@ class Slicing:
 
         A range holding more than `max_leads` is cut even when it is too small to slice
         (one slice reads it up to the cut): the cut does not depend on the slicing.
-        `count_leads` (one request) makes the cut fall near `max_leads` when leads are not
-        spread evenly in time (see `cut_at_max_leads`).
+        `count_leads` (a few one-lead requests) makes the cut fall near `max_leads` when
+        leads are not spread evenly in time (see `cut_at_max_leads`).
         """
         pages_left = (total or 0) // self.per_page
         count = (min(self.workers * 2, pages_left // (pages_each or self.pages_per_slice))
