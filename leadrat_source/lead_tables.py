@@ -396,7 +396,7 @@ def lead_tags_table(leads: Iterable[Mapping[str, Any]]) -> pa.Table:
     keep its stale tags; the marker row (hard-delete hint) makes the merge delete them.
     """
     leads = list(leads)
-    # "" stands for "no tags": part of the primary key, so not NULL; never inserted
+    # "" stands for "no tags" (`tag` is not null); the marker row is never inserted
     tag_lists = pa.array(
         [sorted(set(tags)) if (tags := lead.get("tags")) else [""] for lead in leads],
         pa.list_(pa.string()),
