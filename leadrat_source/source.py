@@ -185,7 +185,6 @@ def leads_resource(
         if window_start is None or window_start >= window_end:
             return
         tags_disposition = hints.newest_wins(dlt.current.resource(), dlt.current.pipeline())
-        merge_lead_tags_by_lead_id(dlt.current.source_schema())
         known = dlt.current.source_schema().tables.get("leads", {}).get("columns", {})
         builder = LeadTableBuilder(known, current_layout(custom_fields, known))
         # A backfill window (end_value) keeps no state to resume from: it is read in one go,
@@ -309,8 +308,10 @@ class LeadsHints:
     def newest_wins(self, resource: DltResource, pipeline: SupportsPipeline,
                     from_events: bool = False) -> TWriteDispositionConfig:
         """Make `resource` merge only leads not older than the stored ones (`lead_order`);
-        returns the matching disposition of `lead_tags`. A history table keeps every
-        version, so it stays as it is."""
+        returns the matching disposition of `lead_tags` (merged by `lead_id` alone, see
+        `merge_lead_tags_by_lead_id`). A history table keeps every version, so it stays
+        as it is."""
+        merge_lead_tags_by_lead_id(dlt.current.source_schema())
         if self.history:
             return {"disposition": "merge", "strategy": "delete-insert"}
         dataset, hard_deletes = pipeline.dataset_name, self.hard_deletes

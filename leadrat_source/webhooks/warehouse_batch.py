@@ -20,7 +20,7 @@ from dlt.sources import DltResource
 from leadrat_source.custom_fields import LEADS_TABLE, CustomFieldsConfig, current_layout
 from leadrat_source.lead_order import EVENT_ID_COLUMN
 from leadrat_source.lead_tables import TIMESTAMP, LeadTableBuilder, lead_tags_table
-from leadrat_source.source import LeadsHints, lead_tags_item, merge_lead_tags_by_lead_id
+from leadrat_source.source import LeadsHints, lead_tags_item
 from leadrat_source.webhooks.events import LeadEvent
 from leadrat_source.webhooks.journal import JournalEntry
 
@@ -80,7 +80,6 @@ def batch_resources(
         tags_disposition = hints.newest_wins(
             dlt.current.resource(), dlt.current.pipeline(), from_events=True)
         schema = dlt.current.source_schema()
-        merge_lead_tags_by_lead_id(schema)
         known = schema.tables.get(LEADS_TABLE, {}).get("columns", {})
         builder = LeadTableBuilder(known, current_layout(custom_fields, known))
         leads_table = hints.versioned(builder.leads_table(leads), leads)
