@@ -30,7 +30,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from dlt.common.incremental.typing import IncrementalColumnState
 from dlt.common.pipeline import SupportsPipeline
-from dlt.common.schema import Schema
 from dlt.common.schema.typing import TColumnSchema, TWriteDispositionConfig
 from dlt.common.typing import TSecretStrValue
 from dlt.extract.items import DataItemWithMeta
@@ -308,12 +307,11 @@ class LeadsHints:
     def newest_wins(self, resource: DltResource, pipeline: SupportsPipeline,
                     from_events: bool = False) -> TWriteDispositionConfig:
         """Make `resource` merge only leads not older than the stored ones (`lead_order`);
-        returns the matching disposition of `lead_tags` (merged by `lead_id` alone, see
-        `merge_lead_tags_by_lead_id`). A history table keeps every version, so it stays
-        as it is."""
-        merge_lead_tags_by_lead_id(dlt.current.source_schema())
+        returns the matching disposition of `lead_tags` (merged by lead, see
+        `lead_order.lead_tags_merged_by_lead`). A history table keeps every version, so
+        it stays as it is."""
         if self.history:
-            return {"disposition": "merge", "strategy": "delete-insert"}
+            return lead_order.lead_tags_merged_by_lead()
         dataset, hard_deletes = pipeline.dataset_name, self.hard_deletes
         resource.apply_hints(write_disposition=lead_order.leads_disposition(
             dataset, from_events=from_events, hard_deletes=hard_deletes))
@@ -347,32 +345,6 @@ class LeadsHints:
             )
 
 
-#: Hints `lead_tags` must not take from the `leads` resource it is yielded by:
-#: `updated_at`'s dedup sort needs a primary key, which `lead_tags` has none of (see
-#: `merge_lead_tags_by_lead_id`).
-LEAD_TAGS_COLUMN_HINTS: dict[str, TColumnSchema] = {
-    NO_TAGS_MARKER: {"hard_delete": True}, "updated_at": {"dedup_sort": None},
-}
-
-
-def merge_lead_tags_by_lead_id(schema: Schema) -> None:
-    """Clear the `(lead_id, tag)` primary key earlier versions stored for `lead_tags`.
-
-    `lead_tags` is merged by `lead_id` alone. With the primary key too, dlt deletes the
-    stored rows matching `(lead_id, tag) OR lead_id`, an OR DuckDB cannot hash-join: into
-    2M tag rows (1M leads) that DELETE took 4x the time and 350 MB against 47 MB, and the
-    load's peak grew with the table. `lead_id` alone deletes the same rows, and dlt's
-    dedup by primary key had nothing to do: a package holds one state per lead (the scan
-    delivers a lead once per run, the receiver its newest event) and `lead_tags_table`
-    one row per tag. No hint clears a stored key here: the item's `primary_key=[]`,
-    which keeps it from taking the `leads` resource's `id`, also makes dlt drop any
-    `primary_key: False` column hint; so the resource clears the key in the schema it
-    extracts into.
-    """
-    for column in schema.tables.get("lead_tags", {}).get("columns", {}).values():
-        column.pop("primary_key", None)
-
-
 def lead_tags_item(table: pa.Table, disposition: TWriteDispositionConfig) -> DataItemWithMeta:
     """`lead_tags` rows with their table's hints, to be yielded by the `leads` resource."""
     return dlt.mark.with_hints(
@@ -380,9 +352,9 @@ def lead_tags_item(table: pa.Table, disposition: TWriteDispositionConfig) -> Dat
         dlt.mark.make_hints(
             table_name="lead_tags",
             write_disposition=disposition,
-            merge_key="lead_id",
-            primary_key=[],  # not the `leads` resource's `id`
-            columns=LEAD_TAGS_COLUMN_HINTS,
+            primary_key=["lead_id", "tag"],
+            merge_key=[],  # not the `leads` resource's `id` (history mode)
+            columns={NO_TAGS_MARKER: {"hard_delete": True}},
         ),
         create_table_variant=True,
     )

@@ -77,16 +77,12 @@ def _documented(table: TTableSchema) -> TTableSchema:
 def _table_section(table: TTableSchema) -> str:
     name = str(table["name"])
     doc = TABLES[name]
-    keys = [f"`{column}`" for column, schema in table["columns"].items()
-            if schema.get("primary_key")]
-    if not keys:  # merged by a merge key alone (lead_tags)
-        keys = [f"`{column}` (merge key)" for column, schema in table["columns"].items()
-                if schema.get("merge_key")]
+    keys = [column for column, schema in table["columns"].items() if schema.get("primary_key")]
     disposition = str(table.get("write_disposition") or "append")
     if strategy := table.get("x-merge-strategy"):
         disposition += f" ({strategy})"
     lines = [f"## `{name}`\n", str(table.get("description", "")), "",
-             f"Written by: {disposition}; key: {', '.join(keys) or '—'}."]
+             f"Written by: {disposition}; key: {', '.join(f'`{k}`' for k in keys) or '—'}."]
     for reference in table.get("references") or ():
         ours = ", ".join(reference["columns"])
         theirs = ", ".join(reference["referenced_columns"])

@@ -127,11 +127,18 @@ BREAKAGES = (
         ("tests/test_load_duckdb.py::test_a_huge_first_load_runs_as_several_bounded_loads",),
     ),
     Breakage(
-        "lead-tags-keep-an-earlier-primary-key",
+        "lead-tags-staged-twice-kept-twice",
         "leadrat_source/source.py",
-        "        column.pop(\"primary_key\", None)\n",
-        "        pass\n",
-        ("tests/test_load_duckdb.py::test_lead_tags_is_merged_by_lead_id_alone_also_where_an_earlier_version_kept_a_key",),
+        '            primary_key=["lead_id", "tag"],\n',
+        "            primary_key=[],\n",
+        ("tests/test_kill_resume.py::test_a_load_job_killed_after_its_commit_is_run_again_without_a_row_twice",),
+    ),
+    Breakage(
+        "lead-tags-old-tags-kept",
+        "leadrat_source/lead_order.py",
+        '"destination_scope": f"lead_id IN ({staged} WHERE {condition})"}',
+        '"destination_scope": "1 = 0"}',
+        ("tests/test_load_duckdb.py", "tests/test_webhooks_deliveries.py"),
     ),
     Breakage(
         "catch-up-loads-a-second-version",

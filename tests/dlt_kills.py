@@ -31,6 +31,10 @@ KILL_AT_ENV = "LEADRAT_TEST_KILL_AT"
 #: schema-saved: package and schema saved; the state not yet
 #: normalize-committing: normalized package renamed; its extracted copy not yet deleted
 INSTANTS = ("extract-committed", "schema-saved", "normalize-committing")
+#: load-job-committed:<table>: a load job of <table> has committed its rows in the
+#: warehouse; dlt has not recorded it yet (its pending transition is not saved), so the
+#: next run runs that job again
+JOB_COMMITTED = "load-job-committed:"
 
 
 def kill_environment(instant: str) -> dict[str, str]:
@@ -51,6 +55,7 @@ def _after(function: Callable[..., Any], then: Callable[..., Any]) -> Callable[.
 def install(instant: str, kill_parent: bool) -> None:
     """Patch dlt so that this process dies right after the write that makes `instant`
     (and its parent first, if `kill_parent`)."""
+    from dlt.common.destination.client import RunnableLoadJob
     from dlt.common.storages.load_storage import LoadStorage
     from dlt.extract.extract import Extract
     from dlt.pipeline.pipeline import Pipeline
@@ -67,6 +72,15 @@ def install(instant: str, kill_parent: bool) -> None:
             Extract.commit_packages, lambda *a, **k: setattr(Pipeline, "_save_state", die))
     elif instant == "normalize-committing":
         LoadStorage.commit_new_load_package = _after(LoadStorage.commit_new_load_package, die)
+    elif instant.startswith(JOB_COMMITTED):
+        table, release = instant.removeprefix(JOB_COMMITTED), RunnableLoadJob._release
+
+        def release_or_die(job: RunnableLoadJob, next_state: str) -> None:
+            if next_state == "completed" and job.load_table_name == table:
+                die()
+            release(job, next_state)
+
+        RunnableLoadJob._release = release_or_die  # type: ignore[method-assign]
     else:
         raise SystemExit(f"unknown instant {instant}")
 

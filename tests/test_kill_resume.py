@@ -24,7 +24,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dlt_kills import INSTANTS, KILLING, Packages, completed_loads, kill_environment, packages
+from dlt_kills import (
+    INSTANTS,
+    JOB_COMMITTED,
+    KILLING,
+    Packages,
+    completed_loads,
+    kill_environment,
+    packages,
+)
 from warehouse import Warehouse, assert_equal_to_sandbox
 
 from leadrat_source.sandbox import Sandbox
@@ -197,6 +205,34 @@ def test_first_run_killed_at_a_commit_instant_is_completed_by_the_next_run(
         "the next run did not load the package the killed run left")
     assert pages <= math.ceil(changed / 100) + HANDFUL, f"{pages} pages: a re-read"
     assert_equal_to_sandbox(warehouse_of(make_warehouse, server, tmp_path))
+
+
+#: every table a load writes, by the key no two of its rows may share
+TABLE_KEYS = {
+    "leads": ("id",), "lead_tags": ("lead_id", "tag"),
+    "pipelines": ("id",), "pipeline_stages": ("pipeline_id", "id"),
+    "analytics_summary": ("snapshot_date",), "analytics_sources": ("snapshot_date", "source"),
+    "analytics_funnel": ("snapshot_date", "pipeline_id", "stage_id"),
+}
+
+
+@pytest.mark.parametrize("table", TABLE_KEYS)
+def test_a_load_job_killed_after_its_commit_is_run_again_without_a_row_twice(
+    table: str, make_sandbox: Callable[..., Sandbox], make_warehouse: Callable[..., Any],
+    tmp_path: Path,
+) -> None:
+    """Killed after a load job of `table` committed its rows but before dlt recorded that:
+    the next run cannot know the rows are in and runs the job again. Each table must
+    still hold each row once, and the warehouse equal the sandbox."""
+    server = make_sandbox(leads=2_000, seed=61, rate_limit=0)
+    process = start_load(server, tmp_path, JOB_COMMITTED + table)
+    assert process.wait(timeout=180) == -signal.SIGKILL, (tmp_path / "stderr.log").read_text()
+    resume(server, tmp_path)
+    warehouse = warehouse_of(make_warehouse, server, tmp_path)
+    for name, key in TABLE_KEYS.items():
+        keys = [tuple(row[column] for column in key) for row in warehouse.rows(name)]
+        assert len(keys) == len(set(keys)), f"{name}: a row is stored twice"
+    assert_equal_to_sandbox(warehouse)
 
 
 def test_killed_again_and_again_at_every_step_still_ends_exact(

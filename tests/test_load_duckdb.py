@@ -8,14 +8,11 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-import dlt
 import pytest
 from served import arrivals, served, served_during
 from warehouse import assert_equal_to_sandbox, assert_tombstones_of_deleted_leads, expected_leads
 
 from leadrat_source.gc_pause import RUN_GEN0_THRESHOLD, fewer_collections
-from leadrat_source.lead_tables import NO_TAGS_MARKER, lead_tags_table
-from leadrat_source.run_report import SOURCE_NAME
 from leadrat_source.timestamps import parse_timestamp
 
 HANDFUL = 8  # requests beyond the list pages: pipelines, three analytics, slice edges
@@ -431,38 +428,3 @@ def test_overlapping_loads_give_the_collector_back_when_the_last_one_ends() -> N
     assert gc.get_threshold()[0] >= RUN_GEN0_THRESHOLD, "the second run is still going"
     second.__exit__(None, None, None)
     assert (gc.get_threshold(), gc.get_freeze_count()) == before
-
-
-def test_lead_tags_is_merged_by_lead_id_alone_also_where_an_earlier_version_kept_a_key(
-    make_sandbox: Callable[..., Any], make_warehouse: Callable[..., Any], tmp_path: Any,
-) -> None:
-    """No primary key on `lead_tags` (source.merge_lead_tags_by_lead_id): dlt would delete
-    by `(lead_id, tag) OR lead_id`, which DuckDB cannot hash-join. A dataset an earlier
-    version wrote, with that key in its schema, loses it at the next load."""
-    server = make_sandbox(leads=300, seed=23, rate_limit=0)
-    warehouse = make_warehouse(server)
-    earlier_tags = dlt.mark.with_hints(
-        lead_tags_table(server.export_leads()[:20]),
-        dlt.mark.make_hints(table_name="lead_tags", merge_key="lead_id",
-                            write_disposition={"disposition": "merge", "strategy": "delete-insert"},
-                            primary_key=["lead_id", "tag"],
-                            columns={NO_TAGS_MARKER: {"hard_delete": True}}))
-
-    @dlt.source(name=SOURCE_NAME)
-    def earlier_version() -> Any:
-        return dlt.resource([earlier_tags], name="leads")
-
-    earlier = dlt.pipeline(warehouse.pipeline_name, pipelines_dir=str(warehouse.pipelines_dir),
-                           destination="duckdb", dataset_name=warehouse.dataset)
-    earlier.run(earlier_version(), loader_file_format="parquet")
-    assert _lead_tags_keys(warehouse.pipeline()) == (["lead_id", "tag"], ["lead_id"])
-    warehouse.load()
-    assert _lead_tags_keys(warehouse.pipeline()) == ([], ["lead_id"])
-    assert_equal_to_sandbox(warehouse)
-
-
-def _lead_tags_keys(pipeline: dlt.Pipeline) -> tuple[list[str], list[str]]:
-    """`lead_tags`' primary key and merge key columns in the pipeline's stored schema."""
-    columns = pipeline.default_schema.tables["lead_tags"]["columns"]
-    return ([name for name, column in columns.items() if column.get("primary_key")],
-            [name for name, column in columns.items() if column.get("merge_key")])
