@@ -1,4 +1,5 @@
-"""Kill a `leadrat` process at one of dlt's commit instants, and read what the kill left.
+"""Kill a `leadrat` process at one of dlt's commit instants (or hold it at one), and read
+what the kill left.
 
 A kill from outside hits the instants between two of dlt's writes only by chance, so the
 process kills itself (SIGKILL, like the kernel's OOM killer) through a hook on dlt's
@@ -16,6 +17,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +37,10 @@ INSTANTS = ("extract-committed", "schema-saved", "normalize-committing")
 #: warehouse; dlt has not recorded it yet (its pending transition is not saved), so the
 #: next run runs that job again
 JOB_COMMITTED = "load-job-committed:"
+#: merges-held: not a kill. The load's merge jobs (dlt's SQL follow-up jobs, run after the
+#: rows are staged) wait until the file MERGES_GO appears in the working folder; the first
+#: one writes MERGES_HELD when it starts waiting
+MERGES_HELD, MERGES_GO = "merges-held", "merges-go"
 
 
 def kill_environment(instant: str) -> dict[str, str]:
@@ -72,6 +78,8 @@ def install(instant: str, kill_parent: bool) -> None:
             Extract.commit_packages, lambda *a, **k: setattr(Pipeline, "_save_state", die))
     elif instant == "normalize-committing":
         LoadStorage.commit_new_load_package = _after(LoadStorage.commit_new_load_package, die)
+    elif instant == MERGES_HELD:
+        _hold_merges()
     elif instant.startswith(JOB_COMMITTED):
         table, release = instant.removeprefix(JOB_COMMITTED), RunnableLoadJob._release
 
@@ -83,6 +91,21 @@ def install(instant: str, kill_parent: bool) -> None:
         RunnableLoadJob._release = release_or_die  # type: ignore[method-assign]
     else:
         raise SystemExit(f"unknown instant {instant}")
+
+
+def _hold_merges() -> None:
+    from dlt.common.destination.client import RunnableLoadJob
+
+    run_managed = RunnableLoadJob.run_managed
+
+    def held(job: RunnableLoadJob, *args: Any) -> None:
+        if job.file_name().endswith(".sql"):
+            Path(MERGES_HELD).touch()
+            while not Path(MERGES_GO).exists():
+                time.sleep(0.01)
+        run_managed(job, *args)
+
+    RunnableLoadJob.run_managed = held  # type: ignore[method-assign]
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import time
 import uuid
 from pathlib import Path
 
+from dlt_kills import KILLING, MERGES_GO, MERGES_HELD, kill_environment
 from webhook_receiver import Receiver, a_lead, lead_event, newest_states, sign
 from webhook_receiver import read_duckdb as query
 
@@ -108,6 +109,33 @@ def test_two_receivers_with_their_own_journals_land_an_event_once(tmp_path: Path
         second.wait_flushed()
     assert (tmp_path / "a" / "dlt" / "webhooks" / "duckdb__leadrat.sqlite").exists()
     assert (tmp_path / "b" / "dlt" / "webhooks" / "duckdb__leadrat.sqlite").exists()
+    assert_landed_once(path, bodies)
+
+
+def test_a_receiver_does_not_load_between_another_ones_staging_and_merge(
+        tmp_path: Path) -> None:
+    """dlt opens the DuckDB file once per job, so DuckDB's own lock lets a second writer in
+    between the first one's staging and its merge; both stage into the same staging
+    tables, and the second one's start truncates what the first one staged. Here the first
+    receiver's merges are held until the second one has flushed (or 5 s passed)."""
+    path = tmp_path / "warehouse.duckdb"
+    bodies = events(60, leads=20)
+    held = tmp_path / "a"
+    with Receiver(held, SECRET, {**warehouse_env(path), **kill_environment(MERGES_HELD)},
+                  leadrat=KILLING) as first, \
+            Receiver(tmp_path / "b", SECRET, warehouse_env(path)) as second:
+        deliver_all(first, bodies[:30])
+        deadline = time.monotonic() + 30
+        while not (held / MERGES_HELD).exists():  # its rows are staged
+            assert time.monotonic() < deadline, "the first receiver never reached its merges"
+            time.sleep(0.05)
+        deliver_all(second, bodies[30:])
+        deadline = time.monotonic() + 5
+        while second.metrics()["leadrat_webhooks_journal_depth"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (held / MERGES_GO).touch()
+        first.wait_flushed()
+        second.wait_flushed()
     assert_landed_once(path, bodies)
 
 

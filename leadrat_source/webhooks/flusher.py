@@ -218,9 +218,10 @@ class Flusher:
     def _load_once(self, entries: list[JournalEntry]) -> None:
         pipeline = self._pipeline
         if pipeline.has_pending_data:
-            # extracted by an earlier attempt (or by a run that was killed): load that first.
-            # A killed run's package holds events still in the journal, which are then
-            # loaded again below: merging makes the repeat change nothing.
+            # extracted by an earlier attempt at these same entries (`_load` retries one
+            # batch until it lands), or, at start (`entries` empty), by a killed receiver:
+            # its events are still journaled and come again in a batch, and merging makes
+            # the repeat change nothing.
             repair_killed_commits(pipeline)
             pipeline.normalize()
             run_when_free(pipeline, pipeline.load).raise_on_failed_jobs()
