@@ -134,6 +134,13 @@ BREAKAGES = (
         ("tests/test_webhooks_durability.py::test_a_receiver_does_not_load_between_another_ones_staging_and_merge",),
     ),
     Breakage(
+        "receivers-share-a-working-folder",
+        "leadrat_source/webhooks/server.py",
+        "        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)\n",
+        "        pass\n",
+        ("tests/test_webhooks_cli.py::test_a_second_receiver_on_the_same_dlt_data_folder_is_refused",),
+    ),
+    Breakage(
         "lead-tags-staged-twice-kept-twice",
         "leadrat_source/source.py",
         '            primary_key=["lead_id", "tag"],\n',

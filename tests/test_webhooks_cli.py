@@ -13,10 +13,10 @@ from webhook_receiver import LEADRAT, Receiver, a_lead, lead_event, read_duckdb,
 SECRET = "whsec_cli_secret"
 
 
-def serve(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+def serve(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {name: value for name, value in os.environ.items()
              if "WEBHOOK_SECRET" not in name}
-    return subprocess.run([*LEADRAT, "webhooks", "serve", "--port", "0"], check=False,
+    return subprocess.run([*LEADRAT, "webhooks", "serve", "--port", "0", *args], check=False,
                           cwd=tmp_path,
                           env={**clean, "DLT_DATA_DIR": str(tmp_path / "dlt"), **env},
                           capture_output=True, text=True, timeout=120)
@@ -60,3 +60,20 @@ def test_a_dead_flusher_is_reported_and_replaced_while_acks_go_on(tmp_path: Path
         assert receiver.terminate() == 0
     assert "starting another" in receiver.log.read_text()
     assert read_duckdb(path, "select id from leadrat.lead_events") == [("evt_cli_1",)]
+
+
+def test_a_second_receiver_on_the_same_dlt_data_folder_is_refused(tmp_path: Path) -> None:
+    """Even with a journal of its own, it would share the first one's dlt working folder:
+    each flusher could load the other's package and drop its own batch as loaded."""
+    path = tmp_path / "warehouse.duckdb"
+    env = {"DESTINATION__DUCKDB__CREDENTIALS": str(path)}
+    body = lead_event(a_lead("lead_cli_2", "2026-02-01T00:00:00Z"), event_id="evt_cli_2")
+    with Receiver(tmp_path, SECRET, env) as first:  # DLT_DATA_DIR: tmp_path / "dlt"
+        second = serve(tmp_path, "--journal", str(tmp_path / "second.sqlite"),
+                       SOURCES__LEADRAT__WEBHOOK_SECRET=SECRET, **env)
+        assert second.returncode == 2, second.stderr[-2000:]
+        assert "DLT_DATA_DIR" in second.stderr and "LEADRAT_WEBHOOK_URL" not in second.stdout
+        assert SECRET not in second.stderr
+        assert first.deliver(body, sign(SECRET, body)).status_code == 200
+        first.wait_flushed()
+    assert read_duckdb(path, "select id from leadrat.lead_events") == [("evt_cli_2",)]

@@ -9,17 +9,20 @@ the events stay in the journal and the next start loads them).
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import logging
 import signal
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import IO, Any
 
 import uvicorn
+from dlt.common.pipeline import get_dlt_pipelines_dir
 
 from leadrat_source.destinations import get_profile
+from leadrat_source.errors import ConfigurationError
 from leadrat_source.gc_pause import fewer_collections
 from leadrat_source.webhooks.app import WEBHOOK_PATH, create_app
 from leadrat_source.webhooks.flusher import FlusherProcess, FlusherSpec
@@ -48,6 +51,8 @@ def serve(options: ServeOptions) -> int:
     settings = receiver_settings()
     profile = get_profile(options.destination)
     dataset = profile.dataset(options.dataset)
+    pipeline_name = f"leadrat_webhooks_{profile.name}_{dataset}"
+    working_folder = claim_working_folder(pipeline_name)
     journal = Journal(options.journal or default_journal_path(profile.name, dataset),
                       settings.dedup_days)
     metrics = Metrics()
@@ -55,7 +60,7 @@ def serve(options: ServeOptions) -> int:
     # its own pipeline (state, schema) beside the scheduled load's, into the same dataset
     flusher = FlusherProcess(FlusherSpec(
         journal_path=journal.path, profile=profile, dataset=dataset,
-        pipeline_name=f"leadrat_webhooks_{profile.name}_{dataset}",
+        pipeline_name=pipeline_name,
         settings=dataclasses.replace(settings, secrets=()),
         log_level=logging.getLogger().getEffectiveLevel(),
         log_formatter=next((handler.formatter for handler in logging.getLogger().handlers),
@@ -91,8 +96,31 @@ def serve(options: ServeOptions) -> int:
         committer.stop()
         flushed = flusher.stop()
         journal.close()
+        working_folder.close()
     log.info("stopped; %s", "journal flushed" if flushed else "events left in the journal")
     return 0 if flushed else 1
+
+
+def claim_working_folder(pipeline_name: str) -> IO[str]:
+    """Hold the flusher's dlt working folder for this receiver's life; returns the lock's
+    file (closing it, or the process dying, ends the claim).
+
+    Two receivers of one profile and dataset with one `DLT_DATA_DIR` would share that
+    folder (even with separate `--journal`s): one flusher would load the other's package,
+    then drop its own batch from its journal as loaded.
+    """
+    folder = Path(get_dlt_pipelines_dir())
+    folder.mkdir(parents=True, exist_ok=True)
+    lock_file = (folder / f"{pipeline_name}.receiver-lock").open("a")
+    try:
+        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock_file.close()
+        raise ConfigurationError(
+            f"another `leadrat webhooks serve` for this destination profile and dataset is "
+            f"running with dlt's data folder {folder.parent}; give each receiver its own "
+            "DLT_DATA_DIR (its journal goes there too)") from None
+    return lock_file
 
 
 def _already_stopping(signum: int, frame: FrameType | None) -> None:
