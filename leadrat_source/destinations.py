@@ -49,9 +49,10 @@ class DestinationProfile:
     dataset_name: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
 
-    def destination(self) -> Destination[Any, Any]:
-        """The dlt destination of this profile; credentials come from dlt's config."""
-        settings = dict(self.settings)
+    def destination(self, **overrides: Any) -> Destination[Any, Any]:
+        """The dlt destination of this profile, with `overrides` of its settings;
+        credentials come from dlt's config."""
+        settings = {**self.settings, **overrides}
         if self.destination_type == "duckdb" and "credentials" not in settings:
             configured: str | None = dlt.secrets.get(f"destination.{self.name}.credentials")
             settings["credentials"] = configured or DEFAULT_DUCKDB_FILE

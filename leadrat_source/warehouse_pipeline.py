@@ -21,14 +21,18 @@ log = logging.getLogger("leadrat_source.load")
 
 def profile_pipeline(
     profile: DestinationProfile, pipeline_name: str, dataset: str | None,
-    pipelines_dir: str | None,
+    pipelines_dir: str | None, staging_dataset_layout: str | None = None,
 ) -> Pipeline:
     """A dlt pipeline into a profile's warehouse; its state lives in dlt's pipelines folder
-    (`pipelines_dir`, or dlt's default: `DLT_DATA_DIR`, else ~/.dlt)."""
+    (`pipelines_dir`, or dlt's default: `DLT_DATA_DIR`, else ~/.dlt). Merges stage their
+    rows in `<dataset>_staging`, or in the dataset `staging_dataset_layout` names (a
+    `%s` for the dataset)."""
+    overrides = ({"staging_dataset_name_layout": staging_dataset_layout}
+                 if staging_dataset_layout else {})
     return dlt.pipeline(
         pipeline_name=pipeline_name,
         pipelines_dir=pipelines_dir,  # type: ignore[arg-type]  # None: dlt's default
-        destination=profile.destination(),
+        destination=profile.destination(**overrides),
         dataset_name=profile.dataset(dataset),
     )
 

@@ -110,6 +110,11 @@ def test_two_receivers_with_their_own_journals_land_an_event_once(tmp_path: Path
     assert (tmp_path / "a" / "dlt" / "webhooks" / "duckdb__leadrat.sqlite").exists()
     assert (tmp_path / "b" / "dlt" / "webhooks" / "duckdb__leadrat.sqlite").exists()
     assert_landed_once(path, bodies)
+    # each stages in a dataset of its own, neither in the scheduled load's: where writers
+    # do not take turns (BigQuery, Snowflake), one would empty rows the other had staged
+    staging = query(path, "select schema_name from information_schema.schemata"
+                          " where schema_name like 'leadrat_staging%'")
+    assert len(staging) == 2 and ("leadrat_staging",) not in staging, staging
 
 
 def test_a_receiver_does_not_load_between_another_ones_staging_and_merge(

@@ -20,10 +20,12 @@ is left.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import multiprocessing
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -145,14 +147,27 @@ def _flusher_main(spec: FlusherSpec, counters: FlushCounters, stop: Event,
         journal.close()
 
 
+def receiver_staging_layout(journal_path: Path) -> str:
+    """The receiver's own staging dataset (`<dataset>_staging_webhooks_<id>`, the id from
+    the host and the journal, so a restart finds it again).
+
+    dlt's merge stages rows in the staging dataset and empties a table there before each
+    load. A receiver sharing `<dataset>_staging` with `leadrat load`, or with another
+    receiver, into a warehouse where they do not take turns (BigQuery, Snowflake) could
+    empty the other's staged rows before it merged them; they would be lost."""
+    where = f"{socket.gethostname()}\0{journal_path.resolve()}"
+    return f"%s_staging_webhooks_{hashlib.sha256(where.encode()).hexdigest()[:8]}"
+
+
 class Flusher:
     """The flusher process's loop: due batches → dlt → journal clean-up."""
 
     def __init__(self, journal: Journal, spec: FlusherSpec, counters: FlushCounters,
                  stop: Event, server_pid: int):
         self._journal = journal
-        self._pipeline = profile_pipeline(spec.profile, spec.pipeline_name, spec.dataset,
-                                          pipelines_dir=None)
+        self._pipeline = profile_pipeline(
+            spec.profile, spec.pipeline_name, spec.dataset, pipelines_dir=None,
+            staging_dataset_layout=receiver_staging_layout(spec.journal_path))
         self._profile = spec.profile
         self._settings = spec.settings
         self._counters = counters
