@@ -1,14 +1,10 @@
 """Two writers of one dataset, side by side: the scheduled load and the webhook receiver.
 
-- The embedded DuckDB lets one process open a file at a time, but dlt opens it once per
-  load job: between two jobs of one load another process gets in. Two of our loads would
-  then interleave, and both stage into the same `<dataset>_staging` tables: each one's
-  start truncates what the other staged and has not merged yet, and acknowledged webhook
-  events were lost so. So our writers take turns for a whole dlt run under a file lock
-  next to the DuckDB file (`<file>.leadrat-lock`). Anyone else holding the file (an
-  analyst's read-write session) makes the load step fail to open it: `run_when_free`
-  then retries dlt's load step (the package is already normalized) until the file is
-  free, within `wait_seconds`.
+- The embedded DuckDB lets one process open a file at a time; the other one's run fails
+  to open it, at its start (dlt's state sync) or in its load step. `run_when_free` then
+  runs that again until the file is free, within `wait_seconds`. Between two load jobs
+  the file is free, so two loads may interleave; each merge is one transaction, and the
+  writers stage in datasets of their own (the receiver's `receiver_staging_layout`).
 - PostgreSQL lets both write at once, but two concurrent delete-insert merges of the same
   lead can both insert it (each deletes the row the other has not committed yet). The load
   step therefore holds a session advisory lock named after the dataset, so merges into one
@@ -20,18 +16,14 @@
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 from dlt.common.pipeline import LoadInfo
 from dlt.pipeline.exceptions import PipelineStepFailed
 from dlt.pipeline.pipeline import Pipeline
-
-from leadrat_source.errors import LeadRatError
 
 log = logging.getLogger("leadrat_source.warehouse_lock")
 
@@ -52,63 +44,18 @@ def is_locked_by_another_process(error: BaseException) -> bool:
     return False
 
 
-class WarehouseBusy(LeadRatError):
-    """Another leadrat process kept the DuckDB file for longer than a run may wait."""
-
-
 @contextmanager
-def dataset_write_turn(pipeline: Pipeline, wait_seconds: float) -> Iterator[None]:
-    """Our writers of one dataset take turns: on DuckDB under a file lock, on PostgreSQL
-    under an advisory lock; elsewhere there is no turn."""
-    destination_type = pipeline.destination.destination_type
-    if destination_type.endswith(".duckdb"):
-        with _duckdb_file_turn(pipeline, wait_seconds):
-            yield
-    elif destination_type.endswith(".postgres"):
-        with _postgres_turn(pipeline):
-            yield
-    else:
-        yield
-
-
-@contextmanager
-def _duckdb_file_turn(pipeline: Pipeline, wait_seconds: float) -> Iterator[None]:
-    """Hold `<file>.leadrat-lock` (an exclusive `flock`; the kernel releases it when the
-    process dies, so a killed run leaves no stale lock). A separate file, because closing
-    any handle of the DuckDB file would drop the lock DuckDB holds on it."""
-    credentials = pipeline.destination_client().config.credentials
-    database = getattr(credentials, "database", None)
-    if not database or database == ":memory:":  # no file, no other process
+def dataset_write_turn(pipeline: Pipeline) -> Iterator[None]:
+    """On PostgreSQL, hold the dataset's advisory lock (on a connection of its own);
+    elsewhere, nothing."""
+    destination = pipeline.destination
+    if not destination.destination_type.endswith(".postgres"):
         yield
         return
-    with Path(f"{database}.leadrat-lock").open("a") as lock_file:
-        deadline = time.monotonic() + wait_seconds
-        delay = 0.05
-        while True:
-            try:
-                fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise WarehouseBusy(
-                        f"another leadrat process (a load or the webhook receiver) has been "
-                        f"writing {database} for more than {wait_seconds:.0f} s; run again "
-                        "when it is done") from None
-                log.info("another leadrat process is writing %s; waiting %.2fs", database,
-                         delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 1.0)
-        yield  # closing the file ends the lock
-
-
-@contextmanager
-def _postgres_turn(pipeline: Pipeline) -> Iterator[None]:
-    """Hold the dataset's advisory lock (on a connection of its own)."""
     import psycopg2  # dlt's PostgreSQL driver
 
     from leadrat_source.postgres import credentials_variable, explained_login_errors
 
-    destination = pipeline.destination
     credentials = destination.configuration(destination.spec(), accept_partial=True).credentials
     assert credentials is not None  # the load itself resolves them first, with a clear error
     variable = credentials_variable(destination.destination_name)
@@ -126,23 +73,23 @@ def _postgres_turn(pipeline: Pipeline) -> Iterator[None]:
 
 def run_when_free(pipeline: Pipeline, run: Callable[[], LoadInfo],
                   wait_seconds: float = DEFAULT_WAIT_SECONDS) -> LoadInfo:
-    """`run()` (a dlt run of `pipeline`) in the dataset's turn; a load step that meets
-    another process's DuckDB lock is retried until the file is free."""
-    with dataset_write_turn(pipeline, wait_seconds):
-        try:
-            return run()
-        except PipelineStepFailed as error:
-            if error.step != "load" or not is_locked_by_another_process(error):
-                raise
+    """`run()` (a dlt run of `pipeline`) in the dataset's turn, waiting out another
+    process's DuckDB lock for up to `wait_seconds`: met at the run's start (dlt's state
+    sync, before anything is extracted) the run starts again; met in the load step (the
+    package is normalized by then) the load step runs again."""
+    with dataset_write_turn(pipeline):
         deadline = time.monotonic() + wait_seconds
         delay = 0.1
+        attempt = run
         while True:
-            log.info("the DuckDB file is locked by another process; loading again in %.1fs",
+            try:
+                return attempt()
+            except PipelineStepFailed as error:
+                if (error.step not in ("sync", "load") or not is_locked_by_another_process(error)
+                        or time.monotonic() > deadline):
+                    raise
+                attempt = run if error.step == "sync" else pipeline.load
+            log.info("the DuckDB file is locked by another process; trying again in %.1fs",
                      delay)
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
-            try:
-                return pipeline.load()
-            except PipelineStepFailed as error:
-                if not is_locked_by_another_process(error) or time.monotonic() > deadline:
-                    raise

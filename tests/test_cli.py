@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
-from leadrat_process import cli_env, leadrat
+from leadrat_process import clean_env, cli_env, leadrat
 
 from leadrat_source.sandbox import Sandbox
 
@@ -248,3 +252,35 @@ def test_json_logs_are_one_object_per_line(env_for: Any, tmp_path: Path) -> None
     entries = [json.loads(line) for line in result.stderr.splitlines() if line.strip()]
     assert entries and all({"ts", "level", "message"} <= entry.keys() for entry in entries)
     assert entries[-1]["level"] == "error"
+
+
+def test_a_load_started_while_another_process_holds_the_duckdb_file_waits_for_it(
+    make_sandbox: Callable[..., Sandbox], env_for: Any, tmp_path: Path,
+) -> None:
+    """An analyst's read-write session (or the webhook receiver mid-flush) holds the file
+    when a scheduled load starts: the load waits and then loads, rather than failing at
+    dlt's state sync, its first touch of the warehouse."""
+    server = make_sandbox(leads=500, seed=67, rate_limit=0)
+    env = env_for(server)
+    assert leadrat("load", env=env, cwd=tmp_path).returncode == 0
+    server.churn(50)
+    path = env["DESTINATION__DUCKDB__CREDENTIALS"]
+    holder = subprocess.Popen(
+        [sys.executable, "-c", ("import duckdb, sys; c = duckdb.connect(sys.argv[1]); "
+                                "print('locked', flush=True); sys.stdin.read()"), path],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    load = subprocess.Popen([sys.executable, "-m", "leadrat_source.cli", "load"],
+                            env=clean_env(env), cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(3)
+    if load.poll() is not None:
+        pytest.fail(f"the load gave up while the file was held: {load.communicate()[1][-2000:]}")
+    holder.communicate("")
+    _, stderr = load.communicate(timeout=120)
+    assert load.returncode == 0, stderr[-2000:]
+    expected = {(lead["id"], dt.datetime.fromisoformat(lead["updated_at"]))
+                for lead in server.export_leads()}
+    with duckdb.connect(path, read_only=True) as warehouse:
+        stored = set(warehouse.execute("select id, updated_at from leadrat.leads").fetchall())
+    assert stored == expected

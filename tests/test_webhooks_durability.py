@@ -120,9 +120,10 @@ def test_two_receivers_with_their_own_journals_land_an_event_once(tmp_path: Path
 def test_a_receiver_does_not_load_between_another_ones_staging_and_merge(
         tmp_path: Path) -> None:
     """dlt opens the DuckDB file once per job, so DuckDB's own lock lets a second writer in
-    between the first one's staging and its merge; both stage into the same staging
-    tables, and the second one's start truncates what the first one staged. Here the first
-    receiver's merges are held until the second one has flushed (or 5 s passed)."""
+    between the first one's staging and its merge. Were they to stage into the same
+    tables, the second one's start would empty what the first one staged (30 of 60 events
+    landed so). Here the first receiver's merges are held until the second one has
+    flushed (or 5 s passed)."""
     path = tmp_path / "warehouse.duckdb"
     bodies = events(60, leads=20)
     held = tmp_path / "a"

@@ -153,8 +153,9 @@ def receiver_staging_layout(journal_path: Path) -> str:
 
     dlt's merge stages rows in the staging dataset and empties a table there before each
     load. A receiver sharing `<dataset>_staging` with `leadrat load`, or with another
-    receiver, into a warehouse where they do not take turns (BigQuery, Snowflake) could
-    empty the other's staged rows before it merged them; they would be lost."""
+    receiver, could empty the other's staged rows before it merged them, and they would
+    be lost: on BigQuery and Snowflake, where writers do not take turns, and on DuckDB,
+    whose lock is free between two load jobs."""
     where = f"{socket.gethostname()}\0{journal_path.resolve()}"
     return f"%s_staging_webhooks_{hashlib.sha256(where.encode()).hexdigest()[:8]}"
 
