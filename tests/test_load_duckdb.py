@@ -8,11 +8,14 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import dlt
 import pytest
 from served import arrivals, served, served_during
 from warehouse import assert_equal_to_sandbox, assert_tombstones_of_deleted_leads, expected_leads
 
 from leadrat_source.gc_pause import RUN_GEN0_THRESHOLD, fewer_collections
+from leadrat_source.lead_tables import NO_TAGS_MARKER, lead_tags_table
+from leadrat_source.run_report import SOURCE_NAME
 from leadrat_source.timestamps import parse_timestamp
 
 HANDFUL = 8  # requests beyond the list pages: pipelines, three analytics, slice edges
@@ -428,3 +431,31 @@ def test_overlapping_loads_give_the_collector_back_when_the_last_one_ends() -> N
     assert gc.get_threshold()[0] >= RUN_GEN0_THRESHOLD, "the second run is still going"
     second.__exit__(None, None, None)
     assert (gc.get_threshold(), gc.get_freeze_count()) == before
+
+
+def test_lead_tags_an_earlier_version_wrote_with_a_merge_key_load_on_exactly(
+    make_sandbox: Callable[..., Any], make_warehouse: Callable[..., Any],
+) -> None:
+    """Versions up to 2026-11 stored `lead_tags` with the merge key `lead_id` next to its
+    primary key. dlt keeps a stored hint; `destination_scope` now does the merge key's
+    job, and the two must not fight: the next loads leave the dataset equal to LeadRat."""
+    server = make_sandbox(leads=300, seed=23, rate_limit=0)
+    warehouse = make_warehouse(server)
+    earlier_tags = dlt.mark.with_hints(
+        lead_tags_table(server.export_leads()[:20]),
+        dlt.mark.make_hints(table_name="lead_tags", merge_key="lead_id",
+                            write_disposition={"disposition": "merge", "strategy": "delete-insert"},
+                            primary_key=["lead_id", "tag"],
+                            columns={NO_TAGS_MARKER: {"hard_delete": True}}))
+
+    @dlt.source(name=SOURCE_NAME)
+    def earlier_version() -> Any:
+        return dlt.resource([earlier_tags], name="leads")
+
+    earlier = dlt.pipeline(warehouse.pipeline_name, pipelines_dir=str(warehouse.pipelines_dir),
+                           destination="duckdb", dataset_name=warehouse.dataset)
+    earlier.run(earlier_version(), loader_file_format="parquet")
+    warehouse.load()
+    server.churn(100)
+    warehouse.load()
+    assert_equal_to_sandbox(warehouse)
