@@ -149,6 +149,13 @@ BREAKAGES = (
          "tests/test_webhooks_durability.py::test_a_receiver_does_not_load_between_another_ones_staging_and_merge"),
     ),
     Breakage(
+        "lead-events-staged-twice-kept-twice",
+        "leadrat_source/webhooks/warehouse_batch.py",
+        "        write_disposition=lead_events_disposition(dataset),\n",
+        '        write_disposition={"disposition": "merge", "strategy": "insert-only"},\n',
+        ("tests/test_webhooks_sandbox.py::test_receiver_killed_at_a_commit_instant_of_its_first_flush_is_completed_by_its_restart",),
+    ),
+    Breakage(
         "lead-tags-staged-twice-kept-twice",
         "leadrat_source/source.py",
         '            primary_key=["lead_id", "tag"],\n',

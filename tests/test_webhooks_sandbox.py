@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dlt_kills import INSTANTS, KILLING, completed_loads, kill_environment, packages
+from dlt_kills import (
+    INSTANTS,
+    JOB_COMMITTED,
+    KILLING,
+    completed_loads,
+    kill_environment,
+    packages,
+)
 from warehouse import Warehouse, assert_equal_to_sandbox
 from webhook_receiver import Receiver, lead_event, sign
 
@@ -189,13 +196,14 @@ def free_port() -> int:
         return port
 
 
-@pytest.mark.parametrize("instant", INSTANTS)
+@pytest.mark.parametrize("instant", [*INSTANTS, JOB_COMMITTED + "lead_events"])
 def test_receiver_killed_at_a_commit_instant_of_its_first_flush_is_completed_by_its_restart(
         instant: str, make_sandbox: Callable[..., Sandbox], make_warehouse: Callable[..., Any],
         tmp_path: Path) -> None:
     """The receiver (server and flusher) SIGKILLed at one of dlt's commit instants of the
     first flush of its pipeline, where the package is committed but the pipeline does not
-    know it yet, or is committed twice. Restarted on the same address (where the sandbox
+    know it yet, or is committed twice, or where a load job's rows are in the warehouse
+    but dlt has not recorded it (the restart runs that job again). Restarted on the same address (where the sandbox
     retries what it did not see acknowledged), the receiver loads that very package, and
     every event the sandbox delivered lands once."""
     warehouse_file = tmp_path / "warehouse.duckdb"
