@@ -9,8 +9,11 @@ before it starts anything new.
 from __future__ import annotations
 
 import logging
+import shutil
+from pathlib import Path
 
 import dlt
+from dlt.common.storages.load_package import PackageStorage
 from dlt.pipeline.pipeline import Pipeline
 
 from leadrat_source.destinations import DestinationProfile
@@ -81,6 +84,39 @@ def repair_killed_commits(pipeline: Pipeline) -> None:
     """Make the packages a run killed mid-commit finishable by dlt's normalize and load."""
     _finish_normalize_commits(pipeline)
     _adopt_package_schema(pipeline)
+    _restart_interrupted_loads(pipeline)
+
+
+def _restart_interrupted_loads(pipeline: Pipeline) -> None:
+    """Load a package whose load step was interrupted from the start of that step again.
+
+    dlt resumes such a package job by job. A job killed after its rows committed, but
+    before dlt recorded that (its pending transition), runs again and stages its rows
+    twice: dlt's merge deduplicates staged rows on a primary key, but an SCD2 history
+    table (merged on a merge key) got every row of the job twice. From the start, dlt
+    empties the staging tables (and the replaced tables) again and every job stages its
+    rows once; merges that had run already run again and change nothing (a delete-insert
+    replaces rows by themselves, SCD2 finds the versions current). The merge jobs dlt
+    created are deleted: it creates them again once their tables are staged. dlt has no
+    public call for this; it is written against the package layout of dlt 1.31 (pinned).
+    """
+    for load_id in pipeline.list_normalized_load_packages():
+        packages = pipeline._get_load_storage().normalized_packages
+        folder = Path(packages.storage.make_full_path(packages.get_package_path(load_id)))
+        applied = folder / PackageStorage.APPLIED_SCHEMA_UPDATES_FILE_NAME
+        if not applied.exists():  # its load step never started
+            continue
+        log.info("loading package %s again from the start of its load step", load_id)
+        new_jobs = folder / PackageStorage.NEW_JOBS_FOLDER
+        for state in (PackageStorage.NEW_JOBS_FOLDER, PackageStorage.STARTED_JOBS_FOLDER,
+                      PackageStorage.COMPLETED_JOBS_FOLDER):
+            for job in list((folder / state).iterdir()):
+                if job.suffix == ".sql":
+                    job.unlink()
+                elif state != PackageStorage.NEW_JOBS_FOLDER:
+                    job.rename(new_jobs / job.name)
+        shutil.rmtree(folder / PackageStorage.PENDING_TRANSITIONS_FOLDER, ignore_errors=True)
+        applied.rename(folder / PackageStorage.SCHEMA_UPDATES_FILE_NAME)
 
 
 def _finish_normalize_commits(pipeline: Pipeline) -> None:

@@ -4,7 +4,8 @@ what the kill left.
 A kill from outside hits the instants between two of dlt's writes only by chance, so the
 process kills itself (SIGKILL, like the kernel's OOM killer) through a hook on dlt's
 commit functions. Run `leadrat` as `[*KILLING, <leadrat arguments>]` with
-`kill_environment(instant)`: the hook is installed, then `leadrat`'s own `main` runs.
+`kill_environment(instant)`: the hook is installed, then `leadrat`'s own `main` runs
+(`[*KILLING, "--script", SCRIPT, ...]` runs a user's script instead).
 
 The webhook receiver commits in its flusher, a process multiprocessing *spawns*: the
 spawned child runs the parent's `-m` module again (as `__mp_main__`), so the hook is
@@ -160,6 +161,12 @@ if __name__ in ("__main__", "__mp_main__"):
     # __mp_main__: the receiver's flusher, spawned by the server this module started
     install(os.environ[KILL_AT_ENV], kill_parent=__name__ == "__mp_main__")
 if __name__ == "__main__":
-    from leadrat_source.cli import main
+    if sys.argv[1:2] == ["--script"]:  # a user's own script, as `python SCRIPT ARGS` runs it
+        import runpy
 
-    sys.exit(main(sys.argv[1:]))
+        sys.argv = sys.argv[2:]
+        runpy.run_path(sys.argv[0], run_name="__main__")
+    else:
+        from leadrat_source.cli import main
+
+        sys.exit(main(sys.argv[1:]))

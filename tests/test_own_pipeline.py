@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ from typing import Any
 
 import duckdb
 import pytest
+from dlt_kills import JOB_COMMITTED, KILLING, kill_environment
 from served import LIST_ROUTE, arrivals
 
 from leadrat_source.sandbox import Sandbox, SandboxConfig
@@ -26,9 +28,10 @@ SCRIPT = PROJECT_DIR / "pipelines" / "leadrat_pipeline.py"
 WAREHOUSE_FILE = "leadrat_example.duckdb"
 
 
-def run_script(server: Any, workdir: Path, *args: str, **settings: str
-               ) -> subprocess.CompletedProcess[str]:
-    """The example script with only what a user sets: the key, the URL and settings."""
+def run_script(server: Any, workdir: Path, *args: str, kill_at: str | None = None,
+               **settings: str) -> subprocess.CompletedProcess[str]:
+    """The example script with only what a user sets: the key, the URL and settings
+    (`kill_at`: the script dies at that instant of dlt's, see dlt_kills)."""
     env = {
         "PATH": os.environ["PATH"], "HOME": str(workdir), "LANG": "C.UTF-8",
         # dlt's pipelines folder (else ~/.dlt, or /var/dlt when run as root)
@@ -39,7 +42,11 @@ def run_script(server: Any, workdir: Path, *args: str, **settings: str
         "SOURCES__LEADRAT__BASE_URL": server.base_url,
         **{f"SOURCES__LEADRAT__{name.upper()}": value for name, value in settings.items()},
     }
-    return subprocess.run([sys.executable, str(SCRIPT), *args], cwd=workdir, env=env,
+    command = [sys.executable, str(SCRIPT)]
+    if kill_at:
+        env.update(kill_environment(kill_at))
+        command = [*KILLING, "--script", str(SCRIPT)]
+    return subprocess.run([*command, *args], cwd=workdir, env=env,
                           capture_output=True, text=True, timeout=240, check=False)
 
 
@@ -84,6 +91,26 @@ def test_plain_dlt_run_loads_every_lead_and_the_other_resources(tmp_path: Path) 
             if path.is_file():
                 assert server.read_key.encode() not in path.read_bytes(), path
 
+
+
+def test_a_run_killed_after_a_tag_job_committed_is_completed_exactly_by_dlts_resume(
+    tmp_path: Path,
+) -> None:
+    """Killed after the `lead_tags` load job committed, before dlt recorded it: the user's
+    next `pipeline.run` (dlt's own resume, no repair of ours) runs that job again and
+    stages its rows twice; `lead_tags`' primary key makes dlt keep each tag once."""
+    with Sandbox.spawn(SandboxConfig(leads=700, seed=5, rate_limit=0, plan="pro")) as server:
+        killed = run_script(server, tmp_path, kill_at=JOB_COMMITTED + "lead_tags")
+        assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+        for _ in range(2):  # dlt loads the pending package and stops; then the new run
+            done = run_script(server, tmp_path)
+            assert done.returncode == 0, done.stderr[-3000:]
+        expected = {(lead["id"], tag) for lead in server.export_leads() for tag in lead["tags"]}
+    with duckdb.connect(str(tmp_path / WAREHOUSE_FILE), read_only=True) as connection:
+        rows = connection.sql("select lead_id, tag from leadrat.lead_tags"
+                              " where _no_tags is not true").fetchall()
+    assert len(rows) == len(set(rows)), "a tag is stored twice"
+    assert set(rows) == expected
 
 
 def test_a_429_in_a_users_pipeline_is_retried_when_retry_after_says(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ process of its own.
 A batch goes when `flush_events` events wait or the oldest has waited `flush_seconds`.
 Its journal entries are removed only after dlt's load committed, so a crash at any point
 leaves them in the journal and the next start loads them again: merging (newest state
-wins, `lead_events` keeps an event id's first row) makes that second load change nothing.
+wins, `lead_events` insert-only) makes that second load change nothing.
 
 A flush that fails (the embedded DuckDB is locked by a `leadrat load` or an analyst's
 session, the warehouse is down) is retried with backoff: the events are safe on disk,
@@ -242,8 +242,7 @@ class Flusher:
             pipeline.normalize()
             run_when_free(pipeline, pipeline.load).raise_on_failed_jobs()
             return
-        resources = batch_resources(entries, self._hints, self._settings.custom_fields,
-                                    pipeline.dataset_name)
+        resources = batch_resources(entries, self._hints, self._settings.custom_fields)
         run_when_free(pipeline, lambda: pipeline.run(
             resources, loader_file_format=self._profile.loader_file_format,  # type: ignore[arg-type]
         ), wait_seconds=LOCK_WAIT_SECONDS).raise_on_failed_jobs()

@@ -3,9 +3,9 @@
 
 `leads` and `lead_tags` have the shapes and hints the scheduled load gives them (the same
 Arrow builder, `LeadsHints`), plus `_leadrat_event_id`, which orders two events of the same
-`updated_at` (`lead_order`). `lead_events` keeps one row per event id, ever: an id the
-table already holds is not merged again (`lead_events_disposition`), so a re-delivery, or
-an event that two receivers both journaled, lands once.
+`updated_at` (`lead_order`). `lead_events` keeps one row per event id, ever: dlt's
+`insert-only` merge inserts an id the table does not hold yet and leaves the rest, so a
+re-delivery, or an event that two receivers both journaled, lands once.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from typing import Any
 
 import dlt
 import pyarrow as pa
-from dlt.common.schema.typing import TWriteDispositionConfig
 from dlt.sources import DltResource
 
 from leadrat_source.custom_fields import LEADS_TABLE, CustomFieldsConfig, current_layout
@@ -26,20 +25,6 @@ from leadrat_source.webhooks.events import LeadEvent
 from leadrat_source.webhooks.journal import JournalEntry
 
 LEAD_EVENTS_TABLE = "lead_events"
-
-
-def lead_events_disposition(dataset: str) -> TWriteDispositionConfig:
-    """Merge only events whose id `lead_events` does not hold yet (the first delivery's
-    row stays), the staged rows deduplicated on the id.
-
-    dlt's `insert-only` merge skips stored ids too, but not twice-staged ones: a load job
-    killed after its rows committed, before dlt recorded that, runs again at the restart
-    and stages its events twice, and `insert-only` inserted both. `delete-insert` with
-    this `source_filter` deduplicates the staged rows on the primary key first; it
-    deletes nothing (a staged id that is stored does not pass the filter)."""
-    not_stored = (f"NOT EXISTS (SELECT 1 FROM (SELECT id AS stored_id FROM {dataset}."
-                  f"{LEAD_EVENTS_TABLE}) AS stored WHERE stored.stored_id = id)")
-    return {"disposition": "merge", "strategy": "delete-insert", "source_filter": not_stored}
 
 
 def newest_per_lead(events: Sequence[LeadEvent]) -> list[LeadEvent]:
@@ -79,7 +64,6 @@ def _with_event_ids(table: pa.Table, lead_ids: pa.Array, event_of: Mapping[str, 
 
 def batch_resources(
     entries: Sequence[JournalEntry], hints: LeadsHints, custom_fields: CustomFieldsConfig,
-    dataset: str,
 ) -> list[DltResource]:
     """The batch's resources. `leads` is built as the scheduled load builds it, from the
     pipeline's schema (stable column types, the same custom field columns and budget)."""
@@ -107,7 +91,7 @@ def batch_resources(
     lead_events = dlt.resource(
         lead_events_table(entries, events),
         name=LEAD_EVENTS_TABLE,
-        write_disposition=lead_events_disposition(dataset),
+        write_disposition={"disposition": "merge", "strategy": "insert-only"},
         primary_key="id",
     )
     return [lead_events, lead_states]
