@@ -56,7 +56,8 @@ def finish_interrupted(pipeline: Pipeline) -> int:
     reaches the destination with it, and `run()` restores the cursor from there, so the
     next extraction reads only what is new.
 
-    Two kill instants leave a package dlt itself cannot finish; both are repaired first
+    Two kill instants leave a package dlt itself cannot finish, and a third one a package
+    dlt would finish with rows staged twice; all are repaired first
     (`repair_killed_commits`). Should anything else fail, the local working folder is
     discarded and the state restored from the destination, which holds the state of the
     last load that completed: the next extraction starts from there, and merging makes
@@ -81,7 +82,8 @@ def finish_interrupted(pipeline: Pipeline) -> int:
 
 
 def repair_killed_commits(pipeline: Pipeline) -> None:
-    """Make the packages a run killed mid-commit finishable by dlt's normalize and load."""
+    """Make the packages a killed run left finishable, exactly once, by dlt's normalize
+    and load."""
     _finish_normalize_commits(pipeline)
     _adopt_package_schema(pipeline)
     _restart_interrupted_loads(pipeline)
