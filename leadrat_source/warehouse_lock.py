@@ -78,13 +78,14 @@ def run_when_free(pipeline: Pipeline, run: Callable[[], LoadInfo],
     sync, before anything is extracted) the run starts again; met in the load step (the
     package is normalized by then) the load step runs again."""
     with dataset_write_turn(pipeline):
-        deadline = time.monotonic() + wait_seconds
+        deadline: float | None = None  # counted from the first lock met, not the run's start
         delay = 0.1
         attempt = run
         while True:
             try:
                 return attempt()
             except PipelineStepFailed as error:
+                deadline = deadline or time.monotonic() + wait_seconds
                 if (error.step not in ("sync", "load") or not is_locked_by_another_process(error)
                         or time.monotonic() > deadline):
                     raise

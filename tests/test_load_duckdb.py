@@ -5,6 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import math
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -459,3 +462,29 @@ def test_lead_tags_an_earlier_version_wrote_with_a_merge_key_load_on_exactly(
     server.churn(100)
     warehouse.load()
     assert_equal_to_sandbox(warehouse)
+
+
+def test_a_run_longer_than_the_lock_wait_still_waits_for_a_lock_met_at_its_end(
+    tmp_path: Any,
+) -> None:
+    """`run_when_free`'s wait counts from the lock met, not from the run's start: a run that
+    extracted for longer than `wait_seconds` and then meets another process's DuckDB lock
+    in its load step waits for the file, then loads."""
+    from leadrat_source.warehouse_lock import run_when_free
+
+    path = tmp_path / "warehouse.duckdb"
+    pipeline = dlt.pipeline("lock_wait", pipelines_dir=str(tmp_path / "dlt"),
+                            destination=dlt.destinations.duckdb(str(path)), dataset_name="data")
+    pipeline.run([{"id": 0}], table_name="rows")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", ("import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+                                "time.sleep(float(sys.argv[2]))"), str(path), "2.5"])
+    time.sleep(1.0)  # the holder has the file
+
+    def slow_extract_then_load() -> Any:
+        time.sleep(1.2)  # longer than the wait below: the extract of a big run
+        return pipeline.run([{"id": 1}], table_name="rows")
+
+    run_when_free(pipeline, slow_extract_then_load, wait_seconds=1.0)
+    holder.wait()
+    assert sorted(pipeline.dataset()["rows"].arrow()["id"].to_pylist()) == [0, 1]
