@@ -95,8 +95,9 @@ def lead_tags_merged_by_lead(condition: str | None = None) -> TWriteDispositionC
     stored tags deleted and the staged ones inserted.
 
     The rows keep dlt's primary key `(lead_id, tag)`, on which dlt deduplicates the staged
-    rows: a load job killed after its rows committed, but before dlt recorded that, runs
-    again on the next run and stages its rows twice. The delete goes through
+    rows: in a user's own pipeline, a load job killed after its rows committed, but before
+    dlt recorded that, runs again on the next run and stages its rows twice (our load and
+    receiver restart such a load step instead, `repair_killed_commits`). The delete goes through
     `destination_scope`, which replaces dlt's `merge_key`: next to a primary key a merge
     key makes dlt delete by `(lead_id, tag) OR lead_id`, an OR DuckDB cannot hash-join
     (into 2M tag rows: 0.4 s and +290 MB against 0.05 s and nothing, and it grows with the

@@ -102,8 +102,11 @@ def _restart_interrupted_loads(pipeline: Pipeline) -> None:
     created are deleted: it creates them again once their tables are staged. dlt has no
     public call for this; it is written against the package layout of dlt 1.31 (pinned).
     """
-    for load_id in pipeline.list_normalized_load_packages():
-        packages = pipeline._get_load_storage().normalized_packages
+    load_ids = pipeline.list_normalized_load_packages()
+    if not load_ids:  # none, or not even dlt's load folder yet
+        return
+    packages = pipeline._get_load_storage().normalized_packages
+    for load_id in load_ids:
         folder = Path(packages.storage.make_full_path(packages.get_package_path(load_id)))
         applied = folder / PackageStorage.APPLIED_SCHEMA_UPDATES_FILE_NAME
         if not applied.exists():  # its load step never started
